@@ -1,0 +1,110 @@
+// Package config loads the autoscaler's configuration from one YAML file, or
+// from environment variables alone for a single pool, and validates it,
+// listing every problem by its key. Secrets are never read from the file:
+// the file names the environment variables that hold them.
+package config
+
+import "time"
+
+// Config is the whole configuration.
+type Config struct {
+	AzureDevOps AzureDevOps `yaml:"azuredevops"`
+	Webhook     Webhook     `yaml:"webhook"`
+	Reconcile   Reconcile   `yaml:"reconcile"`
+	Pools       []Pool      `yaml:"pools"`
+}
+
+// AzureDevOps says which organization to talk to and how to authenticate.
+type AzureDevOps struct {
+	URL      string `yaml:"url"`       // https://dev.azure.com/contoso
+	TokenEnv string `yaml:"token_env"` // name of the variable holding a PAT
+	Entra    *Entra `yaml:"entra"`     // or an Entra identity
+	// RespectParallelJobs caps creates by the organization's free self-hosted parallel jobs.
+	RespectParallelJobs bool `yaml:"respect_parallel_jobs"`
+}
+
+// Entra selects an Entra ID identity (managed, workload or client secret).
+type Entra struct {
+	ClientID        string `yaml:"client_id"`
+	TenantID        string `yaml:"tenant_id"`
+	ClientSecretEnv string `yaml:"client_secret_env"`
+}
+
+// Webhook says how service hooks authenticate: basic auth or a shared header.
+type Webhook struct {
+	BasicAuth *BasicAuth `yaml:"basic_auth"`
+	Header    *Header    `yaml:"header"`
+}
+
+// BasicAuth is the user name and the variable holding the password.
+type BasicAuth struct {
+	Username    string `yaml:"username"`
+	PasswordEnv string `yaml:"password_env"`
+}
+
+// Header is a shared-secret header name and the variable holding its value.
+type Header struct {
+	Name     string `yaml:"name"`
+	ValueEnv string `yaml:"value_env"`
+}
+
+// Reconcile tunes the loop.
+type Reconcile struct {
+	Interval    time.Duration `yaml:"interval"`     // timer period when not under the Functions host (1m)
+	Parallelism int           `yaml:"parallelism"`  // concurrent provider calls per pool (8)
+	CallTimeout time.Duration `yaml:"call_timeout"` // per provider or Azure DevOps call (30s)
+}
+
+// Pool is one autoscaled agent pool.
+type Pool struct {
+	Name           string            `yaml:"name"`       // our key and the agent name prefix
+	AzurePool      string            `yaml:"azure_pool"` // the Azure DevOps agent pool
+	Provider       string            `yaml:"provider"`   // docker | aci | kubernetes | memory
+	MaxAgents      int               `yaml:"max_agents"`
+	MinIdle        int               `yaml:"min_idle"`
+	StartupTimeout time.Duration     `yaml:"startup_timeout"`
+	MaxLifetime    time.Duration     `yaml:"max_lifetime"`
+	FailureBackoff time.Duration     `yaml:"failure_backoff"`
+	Capabilities   map[string]string `yaml:"capabilities"`
+	// AgentVersion is the Azure Pipelines agent version the image carries;
+	// it satisfies Agent.Version demands.
+	AgentVersion string `yaml:"agent_version"`
+	Agent        Agent  `yaml:"agent"`
+
+	Docker     *Docker     `yaml:"docker"`
+	ACI        *ACI        `yaml:"aci"`
+	Kubernetes *Kubernetes `yaml:"kubernetes"`
+}
+
+// Docker holds the Docker provider's settings.
+type Docker struct {
+	Host    string `yaml:"host"`    // DOCKER_HOST when empty
+	Network string `yaml:"network"` // host | none | a user network
+	Pull    string `yaml:"pull"`    // always | missing | never
+}
+
+// ACI holds the Azure Container Instances provider's settings.
+type ACI struct {
+	SubscriptionID string   `yaml:"subscription_id"`
+	ResourceGroup  string   `yaml:"resource_group"`
+	Location       string   `yaml:"location"`
+	SubnetIDs      []string `yaml:"subnet_ids"`
+	OSType         string   `yaml:"os_type"` // Linux | Windows
+}
+
+// Kubernetes holds the Kubernetes provider's settings.
+type Kubernetes struct {
+	Namespace   string `yaml:"namespace"`
+	TokenSecret string `yaml:"token_secret"` // Secret holding AZP_TOKEN, by reference
+	Kubeconfig  string `yaml:"kubeconfig"`   // in-cluster config when empty
+	Context     string `yaml:"context"`
+}
+
+// Agent describes the container that runs one agent.
+type Agent struct {
+	Image  string            `yaml:"image"`
+	CPU    float64           `yaml:"cpu"`
+	Memory string            `yaml:"memory"` // Kubernetes-style quantity: 512Mi, 2Gi
+	Env    map[string]string `yaml:"env"`
+	Work   string            `yaml:"work"` // AZP_WORK, default _work
+}
