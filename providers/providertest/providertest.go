@@ -339,9 +339,12 @@ func testCreateConcurrent(t *testing.T, s *suite) {
 	for i := range n {
 		if errs[i] != nil {
 			t.Errorf("concurrent Create #%d of %s: %v; every create of one name must succeed", i, spec.Name, errs[i])
-		} else if results[i].Name != spec.Name {
+			continue
+		}
+		if results[i].Name != spec.Name {
 			t.Errorf("concurrent Create #%d returned instance %q, want %q", i, results[i].Name, spec.Name)
 		}
+		s.noSecret(t, "Create result", results[i])
 	}
 	if got := names(s.list(t, p, pool)); !slices.Equal(got, []string{spec.Name}) {
 		t.Errorf("after %d concurrent creates of %s, List(%s) = %v; want exactly one", n, spec.Name, pool, got)
