@@ -63,6 +63,7 @@ func TestDemandSatisfiedBy(t *testing.T) {
 		"JAVA":          "17",
 		"docker":        "",
 		"node.js":       "20.11.1-nightly",
+		"dotnet":        "8.0",
 	}
 	tests := []struct {
 		demand string
@@ -83,6 +84,7 @@ func TestDemandSatisfiedBy(t *testing.T) {
 		{"Agent.Version -gtVersion 3.3.0", true},    // numeric, not lexical: 248 > 3
 		{"Agent.Version -gtVersion 4.0", false},
 		{"Agent.Version -gtVersion 3.248", true},        // missing part ranks lowest
+		{"dotnet -gtVersion 8.0.0", false},              // as System.Version: 8.0 < 8.0.0
 		{"node.js -gtVersion 20.9", true},               // suffix after '-' is cut
 		{"node.js -gtVersion 20.11.2", false},           // 20.11.1 < 20.11.2
 		{"Agent.Version -gtVersion latest", true},       // unparseable demand: any present version satisfies it, as in Azure DevOps

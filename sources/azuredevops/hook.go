@@ -1,0 +1,363 @@
+package azuredevops
+
+import (
+	lru "container/list"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Service hook event types the autoscaler acts on.
+const (
+	EventJobStateChanged = "ms.vss-pipelines.job-state-changed-event"
+	EventRunStateChanged = "ms.vss-pipelines.run-state-changed-event"
+)
+
+// Observe labels for the event kind: a fixed set, never the raw event type,
+// so metrics stay low-cardinality whatever a caller posts.
+const (
+	eventLabelJob   = "job_state_changed"
+	eventLabelRun   = "run_state_changed"
+	eventLabelOther = "other"
+)
+
+// maxHookBody bounds a service hook body. Real pipeline events are a few KiB.
+const maxHookBody = 1 << 20
+
+// acceptTimeout bounds Accept, which should only enqueue: if it is stuck, a
+// 503 lets Azure DevOps retry rather than hold its connection open.
+const acceptTimeout = 5 * time.Second
+
+// retryAfterSeconds is the Retry-After sent with a 503.
+const retryAfterSeconds = "5"
+
+// Event is what the autoscaler reads from a service hook. For job events
+// State and Result are the job's (waiting, inProgress, completed); for run
+// events, the run's. For other event types only ID and Type are set.
+type Event struct {
+	ID             string
+	Type           string
+	NotificationID int
+	CreatedDate    time.Time
+	State, Result  string
+	JobID, JobName string
+	RunID          int
+	PipelineID     int
+	PipelineName   string
+	// OrgURL is the organization's base URL without a trailing slash,
+	// https://dev.azure.com/contoso.
+	OrgURL    string
+	ProjectID string
+}
+
+// hookHeader is the part of the envelope every event type shares and that
+// ParseEvent insists on.
+type hookHeader struct {
+	ID        string `json:"id"`
+	EventType string `json:"eventType"`
+}
+
+// hookEnvelope is the part of a pipelines event the autoscaler reads; the
+// rest (messages, links, repositories) is ignored.
+type hookEnvelope struct {
+	NotificationID int       `json:"notificationId"`
+	CreatedDate    time.Time `json:"createdDate"`
+	Resource       struct {
+		ProjectID string `json:"projectId"`
+		Job       *struct {
+			ID     string `json:"id"`
+			Name   string `json:"name"`
+			State  string `json:"state"`
+			Result string `json:"result"`
+		} `json:"job"`
+		Run *struct {
+			ID       int           `json:"id"`
+			State    string        `json:"state"`
+			Result   string        `json:"result"`
+			Pipeline *hookPipeline `json:"pipeline"`
+		} `json:"run"`
+		Pipeline *hookPipeline `json:"pipeline"`
+	} `json:"resource"`
+	ResourceContainers struct {
+		Collection hookContainer `json:"collection"`
+		Account    hookContainer `json:"account"`
+		Project    hookContainer `json:"project"`
+	} `json:"resourceContainers"`
+}
+
+type hookPipeline struct {
+	ID   int    `json:"id"`
+	Name string `json:"name"`
+}
+
+type hookContainer struct {
+	ID      string `json:"id"`
+	BaseURL string `json:"baseUrl"`
+}
+
+// ParseEvent reads a service hook body. It requires the envelope's id and
+// eventType and ignores fields it does not know. Only job and run state
+// events are read further; any other type yields just ID and Type.
+func ParseEvent(body []byte) (Event, error) {
+	var h hookHeader
+	if err := json.Unmarshal(body, &h); err != nil {
+		return Event{}, fmt.Errorf("service hook: %w", err)
+	}
+	switch {
+	case h.ID == "" && h.EventType == "":
+		return Event{}, errors.New("service hook: no id and no eventType")
+	case h.ID == "":
+		return Event{}, fmt.Errorf("service hook %s: no id", h.EventType)
+	case h.EventType == "":
+		return Event{}, fmt.Errorf("service hook %s: no eventType", h.ID)
+	}
+	e := Event{ID: h.ID, Type: h.EventType}
+	if e.Type != EventJobStateChanged && e.Type != EventRunStateChanged {
+		return e, nil
+	}
+
+	var env hookEnvelope
+	if err := json.Unmarshal(body, &env); err != nil {
+		return Event{}, fmt.Errorf("service hook %s (%s): %w", e.ID, e.Type, err)
+	}
+	e.NotificationID = env.NotificationID
+	e.CreatedDate = env.CreatedDate
+	res := env.Resource
+	if run := res.Run; run != nil {
+		e.RunID = run.ID
+		if e.Type == EventRunStateChanged {
+			e.State, e.Result = run.State, run.Result
+		}
+		if run.Pipeline != nil {
+			e.PipelineID, e.PipelineName = run.Pipeline.ID, run.Pipeline.Name
+		}
+	}
+	if res.Pipeline != nil {
+		e.PipelineID, e.PipelineName = res.Pipeline.ID, res.Pipeline.Name
+	}
+	if job := res.Job; job != nil && e.Type == EventJobStateChanged {
+		e.JobID, e.JobName = job.ID, job.Name
+		e.State, e.Result = job.State, job.Result
+	}
+	rc := env.ResourceContainers
+	e.OrgURL = strings.TrimRight(firstNonEmpty(rc.Account.BaseURL, rc.Collection.BaseURL), "/")
+	e.ProjectID = firstNonEmpty(rc.Project.ID, res.ProjectID)
+	return e, nil
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// Authenticator reports whether a service hook request carries the shared
+// secret.
+type Authenticator func(*http.Request) bool
+
+// BasicAuth accepts requests with this user and password in basic auth, as a
+// service hook subscription sends them. Both are compared as SHA-256 digests
+// in constant time, so neither their content nor their length shows in the
+// response time. An empty password accepts nothing.
+func BasicAuth(user, password string) Authenticator {
+	wantUser, wantPassword := sha256.Sum256([]byte(user)), sha256.Sum256([]byte(password))
+	return func(r *http.Request) bool {
+		u, p, ok := r.BasicAuth()
+		gotUser, gotPassword := sha256.Sum256([]byte(u)), sha256.Sum256([]byte(p))
+		userOK := subtle.ConstantTimeCompare(gotUser[:], wantUser[:])
+		passwordOK := subtle.ConstantTimeCompare(gotPassword[:], wantPassword[:])
+		return ok && password != "" && userOK&passwordOK == 1
+	}
+}
+
+// HeaderAuth accepts requests whose header name carries value (a shared key
+// set in the subscription's HTTP headers). The value is compared as a
+// SHA-256 digest in constant time. An empty value accepts nothing.
+func HeaderAuth(name, value string) Authenticator {
+	want := sha256.Sum256([]byte(value))
+	return func(r *http.Request) bool {
+		got := sha256.Sum256([]byte(r.Header.Get(name)))
+		return value != "" && subtle.ConstantTimeCompare(got[:], want[:]) == 1
+	}
+}
+
+// Dedup remembers recent service hook ids, because Azure DevOps redelivers a
+// notification whose answer it did not get. It keeps at most size ids, each
+// for ttl, and forgets the least recently remembered first. It is safe for
+// concurrent use.
+type Dedup struct {
+	mu    sync.Mutex
+	size  int
+	ttl   time.Duration
+	order *lru.List               // of *dedupEntry, most recently remembered first
+	byID  map[string]*lru.Element // id -> element in order
+}
+
+type dedupEntry struct {
+	id string
+	at time.Time
+}
+
+// NewDedup returns a Dedup holding up to size ids (at least one) for ttl each.
+func NewDedup(size int, ttl time.Duration) *Dedup {
+	return &Dedup{size: max(size, 1), ttl: ttl, order: lru.New(), byID: make(map[string]*lru.Element)}
+}
+
+// Seen reports whether id was remembered less than ttl before now. It
+// records nothing.
+func (d *Dedup) Seen(id string, now time.Time) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	el, ok := d.byID[id]
+	return ok && now.Sub(el.Value.(*dedupEntry).at) < d.ttl
+}
+
+// Remember records id as handled at now, then drops expired ids and the
+// least recently remembered beyond the size bound.
+func (d *Dedup) Remember(id string, now time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if el, ok := d.byID[id]; ok {
+		el.Value.(*dedupEntry).at = now
+		d.order.MoveToFront(el)
+	} else {
+		d.byID[id] = d.order.PushFront(&dedupEntry{id: id, at: now})
+	}
+	for el := d.order.Back(); el != nil; el = d.order.Back() {
+		e := el.Value.(*dedupEntry)
+		if d.order.Len() <= d.size && now.Sub(e.at) < d.ttl {
+			break
+		}
+		d.order.Remove(el)
+		delete(d.byID, e.id)
+	}
+}
+
+// HookHandler receives Azure DevOps service hooks. It authenticates, bounds
+// and parses the body, drops redeliveries, and hands job and run state events
+// (every state: Accept decides what matters) to Accept, which must only
+// enqueue work so the hook is answered at once.
+//
+// Answers: 405 for anything but POST; 401 with a basic challenge on bad
+// credentials; 413 over 1 MiB; 400 for a body that does not parse; 202 for
+// other event types; 200 for a redelivered id; 200 once Accept succeeded;
+// 503 with Retry-After when it failed, so Azure DevOps retries.
+type HookHandler struct {
+	// Auth checks the shared secret. Nil rejects every request: the
+	// endpoint is never open by accident.
+	Auth Authenticator
+	// Dedup drops redeliveries; nil disables it.
+	Dedup *Dedup
+	// Accept takes a job or run state event. Required.
+	Accept func(ctx context.Context, e Event) error
+	// Observe, when set, counts each hook: event is job_state_changed,
+	// run_state_changed or other; outcome is accepted, duplicate, ignored,
+	// unauthorized, too_large, bad_request, method_not_allowed or error.
+	Observe func(event, outcome string)
+	// Logger receives a debug line per hook (id, type, state, outcome,
+	// never headers); nil discards.
+	Logger *slog.Logger
+	// Now is the clock for Dedup; nil is time.Now.
+	Now func() time.Time
+}
+
+func (h *HookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	log := h.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		h.reply(w, log, http.StatusMethodNotAllowed, eventLabelOther, "method_not_allowed", "only POST is accepted")
+		return
+	}
+	if h.Auth == nil || !h.Auth(r) {
+		w.Header().Set("WWW-Authenticate", `Basic realm="agentscaler"`)
+		h.reply(w, log.With("remote", r.RemoteAddr), http.StatusUnauthorized, eventLabelOther, "unauthorized", "unauthorized")
+		return
+	}
+
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxHookBody))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			h.reply(w, log, http.StatusRequestEntityTooLarge, eventLabelOther, "too_large",
+				fmt.Sprintf("body exceeds %d bytes", tooLarge.Limit))
+			return
+		}
+		h.reply(w, log, http.StatusBadRequest, eventLabelOther, "bad_request", "reading body: "+err.Error())
+		return
+	}
+	e, err := ParseEvent(body)
+	if err != nil {
+		h.reply(w, log, http.StatusBadRequest, eventLabelOther, "bad_request", err.Error())
+		return
+	}
+
+	log = log.With("id", e.ID, "type", e.Type, "state", e.State)
+	label := eventLabel(e.Type)
+	if label == eventLabelOther {
+		h.reply(w, log, http.StatusAccepted, label, "ignored", "ignored: not a job or run state event")
+		return
+	}
+	if h.Dedup != nil && h.Dedup.Seen(e.ID, h.now()) {
+		h.reply(w, log, http.StatusOK, label, "duplicate", "already accepted")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), acceptTimeout)
+	defer cancel()
+	if err := h.Accept(ctx, e); err != nil {
+		log.Warn("service hook not accepted; asking Azure DevOps to retry", "err", err)
+		w.Header().Set("Retry-After", retryAfterSeconds)
+		h.reply(w, log, http.StatusServiceUnavailable, label, "error", "not accepted, retry later")
+		return
+	}
+	// Remembered only now: a failed Accept must not turn the retry into a duplicate.
+	if h.Dedup != nil {
+		h.Dedup.Remember(e.ID, h.now())
+	}
+	h.reply(w, log, http.StatusOK, label, "accepted", "accepted")
+}
+
+func (h *HookHandler) now() time.Time {
+	if h.Now != nil {
+		return h.Now()
+	}
+	return time.Now()
+}
+
+// reply counts, logs and answers one hook with a short plain-text body.
+func (h *HookHandler) reply(w http.ResponseWriter, log *slog.Logger, status int, event, outcome, msg string) {
+	if h.Observe != nil {
+		h.Observe(event, outcome)
+	}
+	log.Debug("service hook", "status", status, "outcome", outcome)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	fmt.Fprintln(w, msg)
+}
+
+// eventLabel maps an event type to its fixed Observe label.
+func eventLabel(eventType string) string {
+	switch eventType {
+	case EventJobStateChanged:
+		return eventLabelJob
+	case EventRunStateChanged:
+		return eventLabelRun
+	default:
+		return eventLabelOther
+	}
+}
