@@ -1,0 +1,435 @@
+package scaler
+
+import (
+	"math/rand/v2"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentscaler/agentscaler/providers"
+	"github.com/agentscaler/agentscaler/sources/azuredevops"
+)
+
+var t0 = time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
+
+func policy() Policy {
+	return Policy{
+		Pool: "linux", MaxAgents: 10, StartupTimeout: 5 * time.Minute, MaxLifetime: 6 * time.Hour,
+		FailureBackoff: 5 * time.Minute, Capabilities: map[string]string{"Agent.OS": "Linux", "docker": "", "Agent.Version": "4.261.0"},
+	}
+}
+
+// waiting is a request nobody has taken, queued at t0 plus sec seconds.
+func waiting(id int64, sec int, demands ...string) azuredevops.JobRequest {
+	return azuredevops.JobRequest{RequestID: id, QueueTime: t0.Add(time.Duration(sec) * time.Second), Demands: demands, PlanType: "Build"}
+}
+
+func assignedTo(r azuredevops.JobRequest, agent string) azuredevops.JobRequest {
+	at := r.QueueTime.Add(time.Second)
+	r.AssignTime, r.ReceiveTime = &at, &at
+	r.ReservedAgent = &azuredevops.AgentReference{ID: 99, Name: agent, Status: "online", Enabled: true}
+	return r
+}
+
+func finished(r azuredevops.JobRequest) azuredevops.JobRequest {
+	r = assignedTo(r, "someone")
+	res := "succeeded"
+	r.Result, r.FinishTime = &res, r.AssignTime
+	return r
+}
+
+func agent(id int, name, status string, req *azuredevops.JobRequest) azuredevops.Agent {
+	return azuredevops.Agent{ID: id, Name: name, Status: status, Enabled: true, AssignedRequest: req, CreatedOn: t0}
+}
+
+func inst(name string, state providers.State, age time.Duration) providers.Instance {
+	in := providers.Instance{Name: name, Pool: "linux", State: state, Created: t0.Add(10*time.Minute - age)}
+	if state.Done() {
+		in.Finished = in.Created.Add(age / 2)
+		if state == providers.StateFailed {
+			in.ExitCode = 1
+		}
+	}
+	return in
+}
+
+func withRequest(in providers.Instance, id int64) providers.Instance { in.Request = id; return in }
+func withSlot(in providers.Instance, n int) providers.Instance       { in.Slot = n; return in }
+
+// now is ten minutes after t0, so instances made with age a were created at now-a.
+var now = t0.Add(10 * time.Minute)
+
+func TestPlan(t *testing.T) {
+	req7 := waiting(7, 1)
+	tests := []struct {
+		name   string
+		policy func(*Policy)
+		obs    Observation
+		want   []string // "kind name [request] reason"
+	}{
+		{
+			name:   "empty pool gets a placeholder and nothing else",
+			policy: func(p *Policy) { p.Placeholder = true },
+			want:   []string{"register-placeholder linux-placeholder empty_pool_guard"},
+		},
+		{
+			name:   "placeholder already registered",
+			policy: func(p *Policy) { p.Placeholder = true },
+			obs:    Observation{Agents: []azuredevops.Agent{agent(1, "linux-placeholder", "offline", nil)}},
+		},
+		{
+			name: "one waiting job gets one agent named after it",
+			obs:  Observation{Requests: []azuredevops.JobRequest{waiting(42, 0)}},
+			want: []string{"create linux-r42 42 waiting_job"},
+		},
+		{
+			name: "a job whose instance is starting gets no second one",
+			obs: Observation{
+				Requests:  []azuredevops.JobRequest{waiting(42, 0)},
+				Instances: []providers.Instance{withRequest(inst("linux-r42", providers.StatePending, time.Minute), 42)},
+			},
+		},
+		{
+			name: "a job listed twice gets one agent",
+			obs:  Observation{Requests: []azuredevops.JobRequest{waiting(42, 0), waiting(42, 0)}},
+			want: []string{"create linux-r42 42 waiting_job"},
+		},
+		{
+			name:   "max_agents keeps the oldest jobs",
+			policy: func(p *Policy) { p.MaxAgents = 2 },
+			obs:    Observation{Requests: []azuredevops.JobRequest{waiting(3, 30), waiting(1, 10), waiting(2, 20)}},
+			want:   []string{"create linux-r1 1 waiting_job", "create linux-r2 2 waiting_job"},
+		},
+		{
+			name:   "max_agents counts running instances",
+			policy: func(p *Policy) { p.MaxAgents = 2 },
+			obs: Observation{
+				Requests:  []azuredevops.JobRequest{assignedTo(waiting(9, 0), "linux-r9"), waiting(10, 1), waiting(11, 2)},
+				Agents:    []azuredevops.Agent{agent(5, "linux-r9", "online", &azuredevops.JobRequest{RequestID: 9})},
+				Instances: []providers.Instance{withRequest(inst("linux-r9", providers.StateRunning, 2*time.Minute), 9)},
+			},
+			want: []string{"create linux-r10 10 waiting_job"},
+		},
+		{
+			name: "free parallel jobs cap creates",
+			obs:  Observation{FreeParallel: 1, Requests: []azuredevops.JobRequest{waiting(1, 0), waiting(2, 1)}},
+			want: []string{"create linux-r1 1 waiting_job"},
+		},
+		{
+			name: "finished and assigned requests need nothing",
+			obs:  Observation{Requests: []azuredevops.JobRequest{finished(waiting(1, 0)), assignedTo(waiting(2, 0), "other")}},
+		},
+		{
+			name: "a request an agent already holds is not waiting, even if the list is stale",
+			obs: Observation{
+				Requests:  []azuredevops.JobRequest{waiting(5, 0)},
+				Agents:    []azuredevops.Agent{agent(3, "linux-r5", "online", &azuredevops.JobRequest{RequestID: 5})},
+				Instances: []providers.Instance{withRequest(inst("linux-r5", providers.StateRunning, time.Minute), 5)},
+			},
+		},
+		{
+			name: "jobs whose demands the pool does not meet get nothing",
+			obs:  Observation{Requests: []azuredevops.JobRequest{waiting(1, 0, "Agent.OS -equals Windows_NT"), waiting(2, 0, "maven"), waiting(3, 0, "docker", "Agent.Version -gtVersion 2.163.1")}},
+			want: []string{"create linux-r3 3 waiting_job"},
+		},
+		{
+			name: "an idle foreign agent absorbs the oldest job",
+			obs: Observation{
+				Requests: []azuredevops.JobRequest{waiting(1, 0), waiting(2, 5)},
+				Agents:   []azuredevops.Agent{agent(8, "build-vm-01", "online", nil)},
+			},
+			want: []string{"create linux-r2 2 waiting_job"},
+		},
+		{
+			name: "an idle agent of ours made for a job another agent took serves the next job",
+			obs: Observation{
+				Requests:  []azuredevops.JobRequest{assignedTo(waiting(1, 0), "build-vm-01"), waiting(2, 5)},
+				Agents:    []azuredevops.Agent{agent(8, "build-vm-01", "online", &azuredevops.JobRequest{RequestID: 1}), agent(9, "linux-r1", "online", nil)},
+				Instances: []providers.Instance{withRequest(inst("linux-r1", providers.StateRunning, time.Minute), 1)},
+			},
+		},
+		{
+			name: "an agent that took another job frees that job's name for this one",
+			obs: Observation{
+				Requests:  []azuredevops.JobRequest{waiting(5, 0), assignedTo(req7, "linux-r5")},
+				Agents:    []azuredevops.Agent{agent(3, "linux-r5", "online", &azuredevops.JobRequest{RequestID: 7})},
+				Instances: []providers.Instance{withRequest(inst("linux-r5", providers.StateRunning, time.Minute), 5)},
+			},
+			want: []string{"create linux-r7 5 waiting_job"},
+		},
+		{
+			name: "exited instances are deleted and their job served again",
+			obs: Observation{
+				Requests:  []azuredevops.JobRequest{waiting(5, 0)},
+				Instances: []providers.Instance{withRequest(inst("linux-r5", providers.StateExited, time.Minute), 5)},
+			},
+			want: []string{"delete linux-r5 5 exited"},
+		},
+		{
+			name: "a failed instance is kept for failure_backoff so a broken image does not churn",
+			obs: Observation{
+				Requests:  []azuredevops.JobRequest{waiting(5, 0)},
+				Instances: []providers.Instance{withRequest(inst("linux-r5", providers.StateFailed, 4*time.Minute), 5)},
+			},
+		},
+		{
+			name: "a failed instance is deleted after failure_backoff",
+			obs: Observation{
+				Instances: []providers.Instance{withRequest(inst("linux-r5", providers.StateFailed, 10*time.Minute), 5)},
+			},
+			want: []string{"delete linux-r5 5 failed_after_backoff"},
+		},
+		{
+			name: "an agent that never came online is removed after startup_timeout",
+			obs: Observation{
+				Requests:  []azuredevops.JobRequest{waiting(5, 0)},
+				Instances: []providers.Instance{withRequest(inst("linux-r5", providers.StateRunning, 6*time.Minute), 5)},
+			},
+			want: []string{"delete linux-r5 5 startup_timeout"},
+		},
+		{
+			name:   "max_lifetime removes idle agents, never busy ones",
+			policy: func(p *Policy) { p.MaxLifetime = time.Hour },
+			obs: Observation{
+				Requests: []azuredevops.JobRequest{assignedTo(waiting(2, 0), "linux-r2")},
+				Agents:   []azuredevops.Agent{agent(1, "linux-w1", "online", nil), agent(2, "linux-r2", "online", &azuredevops.JobRequest{RequestID: 2})},
+				Instances: []providers.Instance{
+					withSlot(inst("linux-w1", providers.StateRunning, 2*time.Hour), 1),
+					withRequest(inst("linux-r2", providers.StateRunning, 2*time.Hour), 2),
+				},
+			},
+			want: []string{"delete linux-w1 max_lifetime"},
+		},
+		{
+			name: "an instance whose job is gone is removed",
+			obs: Observation{
+				Instances: []providers.Instance{withRequest(inst("linux-r5", providers.StatePending, time.Minute), 5)},
+			},
+			want: []string{"delete linux-r5 5 request_gone"},
+		},
+		{
+			name:   "min_idle keeps warm slots",
+			policy: func(p *Policy) { p.MinIdle = 2 },
+			want:   []string{"create linux-w1 min_idle", "create linux-w2 min_idle"},
+		},
+		{
+			name:   "a warm agent absorbs a job and a new warm slot replaces it",
+			policy: func(p *Policy) { p.MinIdle = 1 },
+			obs: Observation{
+				Requests:  []azuredevops.JobRequest{waiting(5, 0)},
+				Agents:    []azuredevops.Agent{agent(1, "linux-w1", "online", nil)},
+				Instances: []providers.Instance{withSlot(inst("linux-w1", providers.StateRunning, time.Minute), 1)},
+			},
+			want: []string{"create linux-w2 min_idle"},
+		},
+		{
+			name:   "min_idle yields to jobs under max_agents",
+			policy: func(p *Policy) { p.MinIdle = 2; p.MaxAgents = 2 },
+			obs:    Observation{Requests: []azuredevops.JobRequest{waiting(5, 0)}},
+			want:   []string{"create linux-r5 5 waiting_job", "create linux-w1 min_idle"},
+		},
+		{
+			name: "warm agents beyond min_idle are removed",
+			obs: Observation{
+				Instances: []providers.Instance{withSlot(inst("linux-w1", providers.StatePending, time.Minute), 1)},
+			},
+			want: []string{"delete linux-w1 excess_warm"},
+		},
+		{
+			name: "only offline agents named exactly like ours, with no job and no instance, are unregistered",
+			obs: Observation{
+				Agents: []azuredevops.Agent{
+					agent(1, "linux-r12", "offline", nil),                                    // ours, leftover
+					agent(2, "linux-w3", "offline", nil),                                     // ours, leftover
+					agent(3, "linux-r13", "offline", &azuredevops.JobRequest{RequestID: 13}), // still holds a job
+					agent(4, "linux-r14", "offline", nil),                                    // its instance is starting
+					agent(5, "linux-r15x", "offline", nil),                                   // not our pattern
+					agent(6, "linuxbig-r16", "offline", nil),                                 // another pool
+					agent(7, "Linux-R17", "offline", nil),                                    // not exactly ours
+					agent(8, "linux-r18", "online", nil),                                     // online
+					agent(9, "linux-placeholder", "offline", nil),                            // the placeholder
+				},
+				Requests:  []azuredevops.JobRequest{waiting(14, 0)},
+				Instances: []providers.Instance{withRequest(inst("linux-r14", providers.StateRunning, time.Minute), 14)},
+			},
+			want: []string{"unregister linux-r12 offline_leftover", "unregister linux-w3 offline_leftover"},
+		},
+		{
+			name: "an exited instance's offline agent is unregistered with it",
+			obs: Observation{
+				Agents:    []azuredevops.Agent{agent(1, "linux-r12", "offline", nil)},
+				Instances: []providers.Instance{withRequest(inst("linux-r12", providers.StateExited, time.Minute), 12)},
+			},
+			want: []string{"delete linux-r12 12 exited", "unregister linux-r12 offline_leftover"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := policy()
+			if tc.policy != nil {
+				tc.policy(&p)
+			}
+			o := tc.obs
+			o.Now = now
+			if o.FreeParallel == 0 {
+				o.FreeParallel = -1
+			}
+			d := Plan(p, o)
+			got := render(d.Actions)
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("actions:\n got  %q\n want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func render(actions []Action) []string {
+	var out []string
+	for _, a := range actions {
+		s := string(a.Kind) + " " + a.Name
+		if a.Request > 0 {
+			s += " " + strconv.FormatInt(a.Request, 10)
+		}
+		out = append(out, s+" "+a.Reason)
+	}
+	return out
+}
+
+func TestPlanCounts(t *testing.T) {
+	o := Observation{
+		Now: now, FreeParallel: -1,
+		Requests: []azuredevops.JobRequest{waiting(1, 0), waiting(2, 0, "Agent.OS -equals Windows_NT"), waiting(3, 0, "java -like 17"), assignedTo(waiting(4, 0), "linux-r4")},
+		Agents:   []azuredevops.Agent{agent(1, "linux-r4", "online", &azuredevops.JobRequest{RequestID: 4}), agent(2, "linux-r1", "online", nil), agent(3, "linux-r9", "offline", nil)},
+		Instances: []providers.Instance{
+			withRequest(inst("linux-r4", providers.StateRunning, time.Minute), 4),
+			withRequest(inst("linux-r1", providers.StateRunning, time.Minute), 1),
+			withRequest(inst("linux-r6", providers.StatePending, time.Minute), 6),
+		},
+	}
+	d := Plan(policy(), o)
+	if d.Waiting != 1 || d.Unmatched != 2 {
+		t.Errorf("waiting=%d unmatched=%d, want 1 and 2", d.Waiting, d.Unmatched)
+	}
+	want := map[string]int{"busy": 1, "idle": 1, "starting": 1, "offline": 1}
+	if !reflect.DeepEqual(d.Agents, want) {
+		t.Errorf("agents by state = %v, want %v", d.Agents, want)
+	}
+	if len(d.Problems) != 1 || !strings.Contains(d.Problems[0], "-like") {
+		t.Errorf("problems = %q, want one naming the unknown operator", d.Problems)
+	}
+}
+
+// TestPlanInvariants plans random observations and checks what must hold for
+// any of them: no job gets two agents, no name is created twice or while
+// taken, max_agents holds, and the plan does not depend on input order.
+func TestPlanInvariants(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	states := []providers.State{providers.StatePending, providers.StateRunning, providers.StateExited, providers.StateFailed}
+	for i := range 2000 {
+		p := policy()
+		p.MaxAgents = 1 + rng.IntN(6)
+		p.MinIdle = rng.IntN(3)
+		var o Observation
+		o.Now, o.FreeParallel = now, -1
+		for id := int64(1); id <= int64(rng.IntN(10)); id++ {
+			r := waiting(id, rng.IntN(100))
+			if rng.IntN(4) == 0 {
+				r = assignedTo(r, "x")
+			}
+			o.Requests = append(o.Requests, r)
+		}
+		for n := range rng.IntN(6) {
+			name, in := "", providers.Instance{}
+			if rng.IntN(3) == 0 {
+				name = providers.SlotName("linux", n+1)
+				in = withSlot(inst(name, states[rng.IntN(4)], time.Duration(rng.IntN(600))*time.Second), n+1)
+			} else {
+				id := int64(1 + rng.IntN(10))
+				name = providers.RequestName("linux", id)
+				in = withRequest(inst(name, states[rng.IntN(4)], time.Duration(rng.IntN(600))*time.Second), id)
+			}
+			if slices.ContainsFunc(o.Instances, func(x providers.Instance) bool { return x.Name == name }) {
+				continue
+			}
+			o.Instances = append(o.Instances, in)
+			if rng.IntN(2) == 0 {
+				var held *azuredevops.JobRequest
+				if rng.IntN(2) == 0 {
+					held = &azuredevops.JobRequest{RequestID: int64(1 + rng.IntN(10))}
+				}
+				o.Agents = append(o.Agents, agent(n, name, []string{"online", "offline"}[rng.IntN(2)], held))
+			}
+		}
+		d := Plan(p, o)
+
+		taken := map[string]bool{}
+		live := 0
+		for _, in := range o.Instances {
+			taken[in.Name] = true
+			if !in.State.Done() {
+				live++
+			}
+		}
+		deleted, perRequest, creates := 0, map[int64]int{}, 0
+		for _, a := range d.Actions {
+			switch a.Kind {
+			case Create:
+				creates++
+				if taken[a.Name] {
+					t.Fatalf("case %d: create of taken name %s\n%+v\n%v", i, a.Name, o, render(d.Actions))
+				}
+				taken[a.Name] = true
+				if a.Request > 0 {
+					perRequest[a.Request]++
+				}
+			case Delete:
+				deleted++
+			}
+		}
+		for _, in := range o.Instances {
+			if in.Request > 0 && !in.State.Done() {
+				perRequest[in.Request]++
+			}
+		}
+		for _, r := range o.Requests {
+			if r.Waiting() && perRequest[r.RequestID] > 1 && !heldElsewhere(o, r.RequestID) {
+				t.Fatalf("case %d: request %d has %d agents\n%v", i, r.RequestID, perRequest[r.RequestID], render(d.Actions))
+			}
+		}
+		if creates > 0 && live+creates-deleted > p.MaxAgents {
+			t.Fatalf("case %d: %d live + %d creates - %d deletes exceeds max_agents %d", i, live, creates, deleted, p.MaxAgents)
+		}
+		o2 := o
+		o2.Requests = slices.Clone(o.Requests)
+		o2.Instances = slices.Clone(o.Instances)
+		o2.Agents = slices.Clone(o.Agents)
+		slices.Reverse(o2.Requests)
+		slices.Reverse(o2.Instances)
+		slices.Reverse(o2.Agents)
+		if got, want := render(Plan(p, o2).Actions), render(d.Actions); !sameSet(got, want) {
+			t.Fatalf("case %d: plan depends on input order:\n%v\n%v", i, got, want)
+		}
+	}
+}
+
+// heldElsewhere reports whether an instance named for the request has an
+// agent busy with another job, which is how a second instance carrying the
+// request id legitimately appears.
+func heldElsewhere(o Observation, id int64) bool {
+	for _, a := range o.Agents {
+		if a.Name == providers.RequestName("linux", id) && a.AssignedRequest != nil && a.AssignedRequest.RequestID != id {
+			return true
+		}
+	}
+	return false
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
+}
