@@ -1,0 +1,103 @@
+package config
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// The defaults, all in one place. DefaultAgentVersion is the last release
+// of the Azure Pipelines agent 4.x line (.NET 8); pools whose image carries
+// another version say so with agent_version.
+const (
+	DefaultProvider       = "docker"
+	DefaultMaxAgents      = 10
+	DefaultMinIdle        = 0
+	DefaultStartupTimeout = 5 * time.Minute
+	DefaultMaxLifetime    = 6 * time.Hour
+	DefaultFailureBackoff = 5 * time.Minute
+	DefaultAgentWork      = "_work"
+	DefaultAgentVersion   = "4.275.0"
+
+	DefaultReconcileInterval    = time.Minute
+	DefaultReconcileParallelism = 8
+	DefaultCallTimeout          = 30 * time.Second
+
+	DefaultDockerNetwork       = "host"
+	DefaultDockerPull          = "missing"
+	DefaultACIOSType           = "Linux"
+	DefaultKubernetesNamespace = "default"
+)
+
+// applyDefaults fills every key that was not written. set reports whether
+// a key (as a user writes it, "pools[0].max_agents") was given, so that an
+// explicit 0 reaches validation instead of turning into the default.
+func applyDefaults(c *Config, set func(key string) bool) {
+	// Consumers append /_apis/... to the URL.
+	c.AzureDevOps.URL = strings.TrimRight(strings.TrimSpace(c.AzureDevOps.URL), "/")
+
+	if !set("reconcile.interval") {
+		c.Reconcile.Interval = DefaultReconcileInterval
+	}
+	if !set("reconcile.parallelism") {
+		c.Reconcile.Parallelism = DefaultReconcileParallelism
+	}
+	if !set("reconcile.call_timeout") {
+		c.Reconcile.CallTimeout = DefaultCallTimeout
+	}
+
+	for i := range c.Pools {
+		p := &c.Pools[i]
+		key := func(k string) string { return fmt.Sprintf("pools[%d].%s", i, k) }
+		if p.Provider == "" {
+			p.Provider = DefaultProvider
+		}
+		if !set(key("max_agents")) {
+			p.MaxAgents = DefaultMaxAgents
+		}
+		if !set(key("min_idle")) {
+			p.MinIdle = DefaultMinIdle
+		}
+		if !set(key("startup_timeout")) {
+			p.StartupTimeout = DefaultStartupTimeout
+		}
+		if !set(key("max_lifetime")) {
+			p.MaxLifetime = DefaultMaxLifetime
+		}
+		if !set(key("failure_backoff")) {
+			p.FailureBackoff = DefaultFailureBackoff
+		}
+		if p.AgentVersion == "" {
+			p.AgentVersion = DefaultAgentVersion
+		}
+		if p.Agent.Work == "" {
+			p.Agent.Work = DefaultAgentWork
+		}
+
+		// The section of the pool's own provider always exists afterwards,
+		// so its consumer never checks for nil.
+		if p.Docker == nil && p.Provider == "docker" {
+			p.Docker = &Docker{}
+		}
+		if d := p.Docker; d != nil {
+			if d.Network == "" {
+				d.Network = DefaultDockerNetwork
+			}
+			if d.Pull == "" {
+				d.Pull = DefaultDockerPull
+			}
+		}
+		if p.ACI == nil && p.Provider == "aci" {
+			p.ACI = &ACI{}
+		}
+		if a := p.ACI; a != nil && a.OSType == "" {
+			a.OSType = DefaultACIOSType
+		}
+		if p.Kubernetes == nil && p.Provider == "kubernetes" {
+			p.Kubernetes = &Kubernetes{}
+		}
+		if k := p.Kubernetes; k != nil && k.Namespace == "" {
+			k.Namespace = DefaultKubernetesNamespace
+		}
+	}
+}

@@ -1,0 +1,331 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Load reads the YAML file at path strictly (an unknown key is a problem),
+// applies the defaults and validates the result. getenv resolves the
+// variables that *_env keys name; nil means os.Getenv. A file that parses
+// but is wrong yields a *ValidationError listing every problem.
+func Load(path string, getenv func(string) string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return parse(data, orEnv(getenv))
+}
+
+// Resolve picks the configuration source: the file at path, else the file
+// AGENTSCALER_CONFIG names, else the environment alone (FromEnv).
+func Resolve(path string, getenv func(string) string) (*Config, error) {
+	getenv = orEnv(getenv)
+	if path == "" {
+		path = getenv(EnvConfig)
+	}
+	if path == "" {
+		return FromEnv(getenv)
+	}
+	return Load(path, getenv)
+}
+
+func orEnv(getenv func(string) string) func(string) string {
+	if getenv == nil {
+		return os.Getenv
+	}
+	return getenv
+}
+
+func parse(data []byte, getenv func(string) string) (*Config, error) {
+	// The node tree locates problems (key paths, lines) and tells which keys
+	// were written, so a default never hides an explicit zero.
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, fmt.Errorf("parse config: %w", err)
+	}
+	idx := newNodeIndex(&root)
+
+	var cfg Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var decoded []Problem
+	fatal := false
+	err := dec.Decode(&cfg)
+	var terr *yaml.TypeError
+	switch {
+	case err == nil, errors.Is(err, io.EOF):
+	case errors.As(err, &terr):
+		for _, msg := range terr.Errors {
+			p, stop := idx.decodeProblem(msg)
+			decoded = append(decoded, p)
+			fatal = fatal || stop
+		}
+	default:
+		return nil, fmt.Errorf("decode config: %w", err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		decoded = append(decoded, Problem{Key: "(file)", Line: extra.Line,
+			Message: "holds more than one YAML document; keep a single document"})
+	}
+	if fatal {
+		// A mapping with a duplicate key is not decoded at all, so checking
+		// the rest would only report its fields as missing.
+		return nil, &ValidationError{Problems: decoded}
+	}
+
+	applyDefaults(&cfg, idx.present)
+	problems := merge(decoded, cfg.validate(getenv))
+	for i := range problems {
+		if problems[i].Line == 0 {
+			problems[i].Line = idx.lineOf(problems[i].Key)
+		}
+	}
+	if len(problems) > 0 {
+		return nil, &ValidationError{Problems: problems}
+	}
+	return &cfg, nil
+}
+
+// merge appends later problems to first, leaving out those about a key that
+// first already reports: a value that failed to decode is also out of range,
+// and saying so twice only adds noise.
+func merge(first, later []Problem) []Problem {
+	seen := make(map[string]bool, len(first))
+	for _, p := range first {
+		seen[p.Key] = true
+	}
+	out := first
+	for _, p := range later {
+		if !seen[p.Key] {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// nodeIndex maps the YAML document to the keys a user writes.
+type nodeIndex struct {
+	keys   []indexedNode   // every mapping key, with its full path
+	values []indexedNode   // every scalar value, with its full path
+	lines  map[string]int  // first line of each path
+	set    map[string]bool // paths with a non-null value
+}
+
+type indexedNode struct {
+	line  int
+	name  string // the key itself, or the scalar's text
+	path  string
+	value *yaml.Node
+}
+
+func newNodeIndex(root *yaml.Node) *nodeIndex {
+	idx := &nodeIndex{lines: map[string]int{}, set: map[string]bool{}}
+	idx.walk(root, "", 0)
+	return idx
+}
+
+// walk records n at path. depth bounds alias recursion: yaml.v3 already
+// rejects alias cycles, the bound only keeps a hostile file cheap.
+func (x *nodeIndex) walk(n *yaml.Node, path string, depth int) {
+	if n == nil || depth > 64 {
+		return
+	}
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			x.walk(c, path, depth+1)
+		}
+	case yaml.AliasNode:
+		x.walk(n.Alias, path, depth+1)
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Value == "<<" && k.Tag == "!!merge" {
+				x.walk(v, path, depth+1)
+				continue
+			}
+			p := joinKey(path, k.Value)
+			x.keys = append(x.keys, indexedNode{line: k.Line, name: k.Value, path: p, value: v})
+			if _, ok := x.lines[p]; !ok {
+				x.lines[p] = k.Line
+			}
+			if !(v.Kind == yaml.ScalarNode && v.Tag == "!!null") {
+				x.set[p] = true
+			}
+			x.walk(v, p, depth+1)
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			if _, ok := x.lines[p]; !ok {
+				x.lines[p] = c.Line
+			}
+			x.set[p] = true
+			x.walk(c, p, depth+1)
+		}
+	case yaml.ScalarNode:
+		x.values = append(x.values, indexedNode{line: n.Line, name: n.Value, path: path, value: n})
+	}
+}
+
+func joinKey(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func (x *nodeIndex) present(key string) bool { return x.set[key] }
+
+// lineOf returns the line of key, or of its nearest written parent (a
+// missing key is best shown where its section is), or 0.
+func (x *nodeIndex) lineOf(key string) int {
+	for key != "" {
+		if l, ok := x.lines[key]; ok {
+			return l
+		}
+		cut := max(strings.LastIndexByte(key, '.'), strings.LastIndexByte(key, '['))
+		if cut < 0 {
+			return 0
+		}
+		key = key[:cut]
+	}
+	return 0
+}
+
+var (
+	unknownFieldRE = regexp.MustCompile(`^line (\d+): field (.+) not found in type (\S+)$`)
+	dupKeyRE       = regexp.MustCompile(`^line (\d+): (?:mapping key "(.*)" already defined at line \d+|field (.+) already set in type \S+)$`)
+	typeErrRE      = regexp.MustCompile("^line (\\d+): cannot unmarshal (!!\\w+)(?: `([^`]*)`)? into (\\S+)$")
+)
+
+// decodeProblem turns one yaml.v3 decode error into a Problem naming the
+// key. stop reports an error after which the decoded value is unreliable.
+func (x *nodeIndex) decodeProblem(msg string) (p Problem, stop bool) {
+	if m := unknownFieldRE.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		name := m[2]
+		p = Problem{Key: x.keyAt(line, name), Line: line, Message: "unknown key"}
+		known := fieldsOf[m[3]]
+		if s := suggest(name, known); s != "" {
+			p.Message += fmt.Sprintf("; did you mean %q?", s)
+		} else if len(known) > 0 {
+			p.Message += "; the keys here are " + strings.Join(known, ", ")
+		}
+		return p, false
+	}
+	if m := dupKeyRE.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		name := m[2] + m[3]
+		return Problem{Key: x.keyAt(line, name), Line: line,
+			Message: "is written twice in the same section; keep one"}, true
+	}
+	if m := typeErrRE.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return Problem{Key: x.valueAt(line, m[2], m[3]), Line: line, Message: typeMessage(m[2], m[4])}, false
+	}
+	// An error shape this code does not know: pass it on as yaml.v3 wrote it.
+	return Problem{Key: "(file)", Message: msg}, false
+}
+
+// keyAt finds the path of the mapping key name written on line.
+func (x *nodeIndex) keyAt(line int, name string) string {
+	for _, k := range x.keys {
+		if k.line == line && k.name == name {
+			return k.path
+		}
+	}
+	return name
+}
+
+// valueAt finds the path of the value of kind tag on line. Several values
+// share a line in flow style, so the text yaml.v3 quotes (its first 7
+// characters and "..." when longer than 10) tells them apart.
+func (x *nodeIndex) valueAt(line int, tag, quoted string) string {
+	matches := func(v *yaml.Node) bool {
+		if v.Kind != yaml.ScalarNode {
+			return true // maps and lists are quoted by kind alone
+		}
+		if p, ok := strings.CutSuffix(quoted, "..."); ok && len(v.Value) > 10 {
+			return strings.HasPrefix(v.Value, p)
+		}
+		return v.Value == quoted
+	}
+	for _, k := range x.keys {
+		if k.value.Line == line && k.value.ShortTag() == tag && matches(k.value) {
+			return k.path
+		}
+	}
+	for _, v := range x.values {
+		if v.line == line {
+			return v.path
+		}
+	}
+	return fmt.Sprintf("(line %d)", line)
+}
+
+// typeMessage says what a key of Go type want accepts.
+func typeMessage(got, want string) string {
+	switch want {
+	case "int":
+		return "must be a whole number"
+	case "float64":
+		return "must be a number"
+	case "bool":
+		return "must be true or false"
+	case "time.Duration":
+		return "must be a duration with a unit, such as 90s, 5m or 6h"
+	case "string":
+		return "must be a single value, not a list or mapping"
+	}
+	switch {
+	case strings.HasPrefix(want, "[]"):
+		return "must be a list"
+	case strings.HasPrefix(want, "map["), strings.HasPrefix(want, "config."), strings.HasPrefix(want, "*config."):
+		return "must be a mapping of keys to values"
+	}
+	return fmt.Sprintf("has the wrong type (%s, want %s)", got, want)
+}
+
+// fieldsOf lists the YAML keys of every struct in the configuration, by the
+// Go type name yaml.v3 uses in its errors, so an unknown key can be matched
+// against its neighbours.
+var fieldsOf = func() map[string][]string {
+	out := map[string][]string{}
+	var visit func(t reflect.Type)
+	visit = func(t reflect.Type) {
+		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Map {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct || t.PkgPath() != reflect.TypeFor[Config]().PkgPath() {
+			return
+		}
+		if _, done := out[t.String()]; done {
+			return
+		}
+		var names []string
+		out[t.String()] = names
+		for f := range t.Fields() {
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			names = append(names, name)
+			visit(f.Type)
+		}
+		out[t.String()] = names
+	}
+	visit(reflect.TypeFor[Config]())
+	return out
+}()

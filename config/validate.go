@@ -1,0 +1,426 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Problem is one thing wrong with a configuration.
+type Problem struct {
+	Key     string // as a user writes it: pools[1].max_agents, or a variable name in environment mode
+	Message string // what is wrong and how to fix it; never a secret value
+	Line    int    // line in the file, 0 when unknown or not from a file
+}
+
+func (p Problem) String() string {
+	s := p.Key + ": " + p.Message
+	if p.Line > 0 {
+		s += fmt.Sprintf(" (line %d)", p.Line)
+	}
+	return s
+}
+
+// ValidationError holds every problem found in a configuration.
+type ValidationError struct {
+	Problems []Problem
+}
+
+// Error lists the problems, one per line.
+func (e *ValidationError) Error() string {
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Validate checks a configuration whose defaults are already applied (Load
+// and FromEnv do both). getenv resolves the variables *_env keys name; nil
+// means os.Getenv. It returns nil or a *ValidationError.
+func (c *Config) Validate(getenv func(string) string) error {
+	if ps := c.validate(orEnv(getenv)); len(ps) > 0 {
+		return &ValidationError{Problems: ps}
+	}
+	return nil
+}
+
+// Pool returns the pool with the given name.
+func (c *Config) Pool(name string) (Pool, bool) {
+	for _, p := range c.Pools {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return Pool{}, false
+}
+
+// Names and values the rules below accept.
+var (
+	// A pool name prefixes instance names, <pool>-r<requestId>: 40 characters
+	// leave room for any request id within the 63 of a DNS label.
+	poolNameRE    = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
+	maxPoolName   = 40
+	envNameRE     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	headerNameRE  = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+	guidRE        = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+	versionRE     = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+$`)
+	dnsLabelRE    = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	dnsSubdomRE   = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$`)
+	providers     = []string{"docker", "aci", "kubernetes", "memory"}
+	pullPolicies  = []string{"always", "missing", "never"}
+	osTypes       = []string{"Linux", "Windows"}
+	secretEnvKeys = []string{"TOKEN", "SECRET", "PASSWORD"}
+	// The autoscaler sets these for every agent (DESIGN section 4).
+	reservedEnvKeys = []string{"AZP_URL", "AZP_POOL", "AZP_AGENT_NAME", "AZP_WORK"}
+)
+
+type validator struct {
+	getenv   func(string) string
+	problems []Problem
+}
+
+func (v *validator) add(key, format string, args ...any) {
+	v.problems = append(v.problems, Problem{Key: key, Message: fmt.Sprintf(format, args...)})
+}
+
+func (c *Config) validate(getenv func(string) string) []Problem {
+	v := &validator{getenv: getenv}
+	v.azureDevOps(c.AzureDevOps)
+	v.webhook(c.Webhook)
+	v.reconcile(c.Reconcile)
+	if len(c.Pools) == 0 {
+		v.add("pools", "at least one pool is required; add a pool under pools: with name, azure_pool, provider and agent.image")
+	}
+	firstUse := map[string]int{}
+	for i, p := range c.Pools {
+		key := fmt.Sprintf("pools[%d]", i)
+		v.pool(key, p)
+		if p.Name == "" {
+			continue
+		}
+		if j, dup := firstUse[p.Name]; dup {
+			v.add(key+".name", "%q is already the name of pools[%d]; pool names must be unique", p.Name, j)
+		} else {
+			firstUse[p.Name] = i
+		}
+	}
+	return v.problems
+}
+
+// env checks that key names a variable that is set, without ever reading
+// the value into a message.
+func (v *validator) env(key, name, holds string) {
+	switch {
+	case name == "":
+		v.add(key, "required: name the environment variable that holds %s", holds)
+	case !envNameRE.MatchString(name):
+		v.add(key, "must be the name of an environment variable (letters, digits, _) that holds %s, not the value itself", holds)
+	case v.getenv(name) != "":
+	case len(name) >= 32 && !strings.Contains(name, "_"):
+		// Long and without an underscore: likely a pasted secret rather
+		// than a variable name, so do not repeat it.
+		v.add(key, "names no set environment variable; if this is %s itself, move it into a variable and name that variable here", holds)
+	default:
+		v.add(key, "environment variable %s is not set or is empty; export it with %s", name, holds)
+	}
+}
+
+func (v *validator) azureDevOps(a AzureDevOps) {
+	v.orgURL("azuredevops.url", a.URL)
+	switch {
+	case a.TokenEnv == "" && a.Entra == nil:
+		v.add("azuredevops", "set token_env (the variable holding a PAT) or entra (an Entra ID identity)")
+	case a.TokenEnv != "" && a.Entra != nil:
+		v.add("azuredevops.entra", "token_env is set as well; keep exactly one of token_env or entra")
+	case a.TokenEnv != "":
+		v.env("azuredevops.token_env", a.TokenEnv, "a personal access token")
+	default:
+		e := a.Entra
+		if e.ClientID != "" && !guidRE.MatchString(e.ClientID) {
+			v.add("azuredevops.entra.client_id", "must be a GUID (the application or managed identity client id)")
+		}
+		if e.ClientSecretEnv != "" {
+			// A client secret is the service-principal flow, which names both.
+			if e.ClientID == "" {
+				v.add("azuredevops.entra.client_id", "required with client_secret_env: the application (client) id")
+			}
+			if e.TenantID == "" {
+				v.add("azuredevops.entra.tenant_id", "required with client_secret_env: the directory (tenant) id")
+			}
+			v.env("azuredevops.entra.client_secret_env", e.ClientSecretEnv, "the client secret")
+		}
+	}
+}
+
+// orgURL accepts an organization or collection URL and nothing longer:
+// https://dev.azure.com/org, https://org.visualstudio.com, or an Azure DevOps
+// Server collection such as https://server/tfs/DefaultCollection. Messages
+// never repeat the URL: it may carry credentials.
+func (v *validator) orgURL(key, raw string) {
+	if raw == "" {
+		v.add(key, "required: the organization URL, such as https://dev.azure.com/contoso")
+		return
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || u.Opaque != "" {
+		v.add(key, "must be an absolute URL such as https://dev.azure.com/contoso")
+		return
+	}
+	if u.User != nil {
+		v.add(key, "must not carry credentials; put the token in the variable token_env names")
+		return
+	}
+	host := strings.ToLower(u.Hostname())
+	loopback := host == "localhost"
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		loopback = true
+	}
+	switch {
+	case u.Scheme == "https":
+	case u.Scheme == "http" && loopback:
+	case u.Scheme == "http":
+		v.add(key, "must use https; http is accepted only for loopback hosts (127.0.0.1, ::1, localhost), for local emulators")
+		return
+	default:
+		v.add(key, "must use https, such as https://dev.azure.com/contoso")
+		return
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		v.add(key, "must not have a query or fragment; give the organization URL only")
+		return
+	}
+	var segs []string
+	if p := strings.Trim(u.Path, "/"); p != "" {
+		segs = strings.Split(p, "/")
+	}
+	for _, s := range segs {
+		if strings.HasPrefix(s, "_") || s == "" {
+			v.add(key, "has a path beyond the organization (%q); give the organization URL only, such as https://dev.azure.com/contoso", u.Path)
+			return
+		}
+	}
+	switch {
+	case host == "dev.azure.com" && len(segs) == 0:
+		v.add(key, "is missing the organization: https://dev.azure.com/<organization>")
+	case host == "dev.azure.com" && len(segs) > 1:
+		v.add(key, "has a path beyond the organization (%q); use https://dev.azure.com/%s", u.Path, segs[0])
+	case strings.HasSuffix(host, ".visualstudio.com") && len(segs) > 0:
+		v.add(key, "has a path beyond the organization (%q); use https://%s", u.Path, host)
+	case host == "dev.azure.com" || strings.HasSuffix(host, ".visualstudio.com"):
+	case len(segs) > 2:
+		v.add(key, "has a path beyond the collection (%q); use the collection URL, such as https://server/tfs/DefaultCollection", u.Path)
+	case len(segs) == 0 && !loopback:
+		v.add(key, "is missing the collection: use the collection URL, such as https://server/tfs/DefaultCollection")
+	}
+}
+
+func (v *validator) webhook(w Webhook) {
+	switch {
+	case w.BasicAuth == nil && w.Header == nil:
+		v.add("webhook", "an unauthenticated webhook is refused; set basic_auth {username, password_env} or header {name, value_env}")
+	case w.BasicAuth != nil && w.Header != nil:
+		v.add("webhook.header", "basic_auth is set as well; keep exactly one of basic_auth or header")
+	case w.BasicAuth != nil:
+		if w.BasicAuth.Username == "" {
+			v.add("webhook.basic_auth.username", "required: the user name entered in the Azure DevOps service hook")
+		} else if strings.Contains(w.BasicAuth.Username, ":") {
+			v.add("webhook.basic_auth.username", "must not contain ':' (basic auth separates user and password with it)")
+		}
+		v.env("webhook.basic_auth.password_env", w.BasicAuth.PasswordEnv, "the webhook password")
+	default:
+		if w.Header.Name == "" {
+			v.add("webhook.header.name", "required: the header name, such as X-Agentscaler-Key")
+		} else if !headerNameRE.MatchString(w.Header.Name) {
+			v.add("webhook.header.name", "must be a valid HTTP header name (letters, digits, '-'), such as X-Agentscaler-Key")
+		}
+		v.env("webhook.header.value_env", w.Header.ValueEnv, "the shared header value")
+	}
+}
+
+func (v *validator) reconcile(r Reconcile) {
+	if r.Interval <= 0 {
+		v.add("reconcile.interval", "must be greater than 0 (got %s), such as 1m", r.Interval)
+	}
+	if r.Parallelism < 1 {
+		v.add("reconcile.parallelism", "must be at least 1 (got %d)", r.Parallelism)
+	}
+	if r.CallTimeout <= 0 {
+		v.add("reconcile.call_timeout", "must be greater than 0 (got %s), such as 30s", r.CallTimeout)
+	}
+}
+
+func (v *validator) pool(key string, p Pool) {
+	switch {
+	case p.Name == "":
+		v.add(key+".name", "required: a short lowercase name such as linux; it prefixes agent names")
+	case len(p.Name) > maxPoolName:
+		v.add(key+".name", "must be at most %d characters (got %d), so agent names stay within 63", maxPoolName, len(p.Name))
+	case !poolNameRE.MatchString(p.Name):
+		v.add(key+".name", "must be lowercase letters, digits and '-', starting and ending with a letter or digit (got %q)", p.Name)
+	}
+	if p.AzurePool == "" {
+		v.add(key+".azure_pool", "required: the name of the Azure DevOps agent pool")
+	}
+	v.oneOf(key+".provider", p.Provider, providers)
+	if p.MaxAgents < 1 {
+		v.add(key+".max_agents", "must be at least 1 (got %d)", p.MaxAgents)
+	}
+	if p.MinIdle < 0 {
+		v.add(key+".min_idle", "must be 0 or more (got %d)", p.MinIdle)
+	} else if p.MinIdle > p.MaxAgents && p.MaxAgents >= 1 {
+		v.add(key+".min_idle", "must not exceed max_agents (got %d, max_agents %d)", p.MinIdle, p.MaxAgents)
+	}
+	for _, d := range []struct {
+		name string
+		d    time.Duration
+	}{{"startup_timeout", p.StartupTimeout}, {"max_lifetime", p.MaxLifetime}, {"failure_backoff", p.FailureBackoff}} {
+		if d.d <= 0 {
+			v.add(key+"."+d.name, "must be greater than 0 (got %s), such as 5m", d.d)
+		}
+	}
+	if !versionRE.MatchString(p.AgentVersion) {
+		v.add(key+".agent_version", "must be a version such as %s (got %q)", DefaultAgentVersion, p.AgentVersion)
+	}
+	for name := range p.Capabilities {
+		if strings.TrimSpace(name) == "" {
+			v.add(key+".capabilities", "a capability has an empty name")
+		}
+	}
+	v.agent(key+".agent", p.Agent, p.Provider)
+	v.providerSections(key, p)
+}
+
+func (v *validator) agent(key string, a Agent, provider string) {
+	if a.Image == "" && provider != "memory" {
+		v.add(key+".image", "required: the agent image, such as azp-agent:linux")
+	}
+	if a.CPU < 0 {
+		v.add(key+".cpu", "must be 0 (provider default) or more cores (got %g)", a.CPU)
+	}
+	if _, err := a.MemoryMB(); err != nil {
+		v.add(key+".memory", "must be a quantity such as 512Mi or 2Gi (units Ki, Mi, Gi, K, M, G, or plain bytes)")
+	}
+	for _, name := range sortedKeys(a.Env) {
+		upper := strings.ToUpper(name)
+		switch {
+		case !envNameRE.MatchString(name):
+			v.add(key+".env."+name, "is not a valid environment variable name (letters, digits, _)")
+		case slices.ContainsFunc(secretEnvKeys, func(s string) bool { return strings.Contains(upper, s) }) || upper == "AZP_CLIENTSECRET":
+			v.add(key+".env."+name, "looks like a secret, and secrets are never written in the file; use azuredevops.token_env for the agent token, or give the agent the secret through its provider")
+		case slices.Contains(reservedEnvKeys, upper):
+			v.add(key+".env."+name, "is set by the autoscaler for every agent; remove it (use azure_pool, agent.work or azuredevops.url)")
+		}
+	}
+}
+
+func (v *validator) providerSections(key string, p Pool) {
+	for _, s := range []struct {
+		name string
+		set  bool
+	}{{"docker", p.Docker != nil}, {"aci", p.ACI != nil}, {"kubernetes", p.Kubernetes != nil}} {
+		if s.set && s.name != p.Provider && slices.Contains(providers, p.Provider) {
+			v.add(key+"."+s.name, "is set, but provider is %s; remove it or set provider: %s", p.Provider, s.name)
+		}
+	}
+	if d := p.Docker; d != nil && p.Provider == "docker" {
+		v.oneOf(key+".docker.pull", d.Pull, pullPolicies)
+	}
+	if a := p.ACI; a != nil && p.Provider == "aci" {
+		k := key + ".aci."
+		switch {
+		case a.SubscriptionID == "":
+			v.add(k+"subscription_id", "required when provider is aci: the subscription that holds the container groups")
+		case !guidRE.MatchString(a.SubscriptionID):
+			v.add(k+"subscription_id", "must be a subscription id (a GUID)")
+		}
+		if a.ResourceGroup == "" {
+			v.add(k+"resource_group", "required when provider is aci: the resource group for the container groups")
+		}
+		if a.Location == "" {
+			v.add(k+"location", "required when provider is aci: an Azure region, such as westeurope")
+		}
+		v.oneOf(k+"os_type", a.OSType, osTypes)
+		for i, id := range a.SubnetIDs {
+			if !strings.HasPrefix(strings.ToLower(id), "/subscriptions/") || !strings.Contains(strings.ToLower(id), "/subnets/") {
+				v.add(fmt.Sprintf("%ssubnet_ids[%d]", k, i), "must be a subnet resource id: /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.Network/virtualNetworks/<vnet>/subnets/<subnet>")
+			}
+		}
+	}
+	if kc := p.Kubernetes; kc != nil && p.Provider == "kubernetes" {
+		k := key + ".kubernetes."
+		if !dnsLabelRE.MatchString(kc.Namespace) {
+			v.add(k+"namespace", "must be a Kubernetes namespace name: lowercase letters, digits and '-', at most 63 characters (got %q)", kc.Namespace)
+		}
+		switch {
+		case kc.TokenSecret == "":
+			v.add(k+"token_secret", "required when provider is kubernetes: the Secret that holds AZP_TOKEN for the agents")
+		case !dnsSubdomRE.MatchString(kc.TokenSecret):
+			v.add(k+"token_secret", "must be a Kubernetes Secret name: lowercase letters, digits, '-' and '.' (got %q)", kc.TokenSecret)
+		}
+	}
+}
+
+// oneOf checks an enumerated value and suggests the closest allowed one.
+func (v *validator) oneOf(key, got string, allowed []string) {
+	if slices.Contains(allowed, got) {
+		return
+	}
+	msg := fmt.Sprintf("must be one of %s (got %q)", strings.Join(allowed, ", "), got)
+	if s := suggest(got, allowed); s != "" {
+		msg += fmt.Sprintf("; did you mean %q?", s)
+	}
+	v.add(key, "%s", msg)
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// suggest returns the candidate closest to got, if it is close enough to be
+// a typo: equal but for case, '-' or '_', or within a small edit distance.
+func suggest(got string, candidates []string) string {
+	norm := func(s string) string {
+		return strings.NewReplacer("_", "", "-", "").Replace(strings.ToLower(s))
+	}
+	best, bestDist := "", max(2, len(got)/3)+1
+	for _, c := range candidates {
+		if norm(c) == norm(got) {
+			return c
+		}
+		if d := editDistance(strings.ToLower(got), strings.ToLower(c)); d < bestDist {
+			best, bestDist = c, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
