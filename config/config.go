@@ -2,6 +2,10 @@
 // from environment variables alone for a single pool, and validates it,
 // listing every problem by its key. Secrets are never read from the file:
 // the file names the environment variables that hold them.
+//
+// Keys left out take the defaults of defaults.go; a key written as 0 is
+// validated, never replaced by its default. Agent.env may not carry tokens,
+// secrets or passwords. Durations are written with a unit (90s, 5m, 6h).
 package config
 
 import "time"

@@ -588,3 +588,27 @@ func TestSuggest(t *testing.T) {
 		}
 	}
 }
+
+// TestValidateBuiltInCode covers a configuration made in Go rather than
+// read from a file: Validate applies no defaults, so zero values are reported.
+func TestValidateBuiltInCode(t *testing.T) {
+	c := &Config{
+		AzureDevOps: AzureDevOps{URL: "https://dev.azure.com/contoso", TokenEnv: "TEST_AZP_TOKEN"},
+		Webhook:     Webhook{Header: &Header{Name: "X-Agentscaler-Key", ValueEnv: "TEST_WEBHOOK_KEY"}},
+		Reconcile:   Reconcile{Interval: time.Minute, Parallelism: 1, CallTimeout: time.Second},
+		Pools:       []Pool{{Name: "sim", AzurePool: "Default", Provider: "memory", MaxAgents: 2}},
+	}
+	err := c.Validate(fileEnv)
+	want := []string{"pools[0].startup_timeout", "pools[0].max_lifetime", "pools[0].failure_backoff", "pools[0].agent_version"}
+	if got := keysOf(problemsOf(t, err)); !slices.Equal(got, want) {
+		t.Fatalf("keys %q, want %q", got, want)
+	}
+
+	applyDefaults(c, func(string) bool { return false })
+	if c.Pools[0].MaxAgents != DefaultMaxAgents {
+		t.Errorf("max_agents = %d after defaults with nothing written, want %d", c.Pools[0].MaxAgents, DefaultMaxAgents)
+	}
+	if err := c.Validate(fileEnv); err != nil {
+		t.Errorf("after defaults: %v", err)
+	}
+}
