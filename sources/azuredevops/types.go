@@ -64,7 +64,7 @@ type Agent struct {
 	Enabled            bool              `json:"enabled"`
 	Status             string            `json:"status,omitempty"` // online | offline
 	ProvisioningState  string            `json:"provisioningState,omitempty"`
-	CreatedOn          time.Time         `json:"createdOn"`
+	CreatedOn          time.Time         `json:"createdOn,omitzero"`
 	StatusChangedOn    *time.Time        `json:"statusChangedOn,omitempty"`
 	MaxParallelism     int               `json:"maxParallelism,omitempty"`
 	AssignedRequest    *JobRequest       `json:"assignedRequest,omitempty"`

@@ -1,0 +1,542 @@
+package azuredevops
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	mrand "math/rand/v2"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// API versions. Pools and agents are released at 7.1 (Azure DevOps REST
+// reference, distributedtask/pools and distributedtask/agents). The pool
+// jobrequests list is undocumented and resourceusage is a preview API: these
+// are the versions Microsoft's generated TaskAgent clients (azure-devops-node-api)
+// send for them.
+const (
+	apiVersion              = "7.1"
+	apiVersionJobRequests   = "7.1-preview.1"
+	apiVersionResourceUsage = "7.1-preview.2"
+)
+
+// Endpoint names passed to Options.Observe: fixed, short, low-cardinality.
+const (
+	EndpointPools         = "pools"
+	EndpointJobRequests   = "jobrequests"
+	EndpointAgents        = "agents"
+	EndpointAgentDelete   = "agent_delete"
+	EndpointAgentAdd      = "agent_add"
+	EndpointResourceUsage = "resourceusage"
+	// EndpointJobRequestsTruncated is observed (with the HTTP status) when a
+	// jobrequests answer reached JobRequestsCap and may have left requests out.
+	EndpointJobRequestsTruncated = "jobrequests_truncated"
+)
+
+// JobRequestsCap is the most items the pool jobrequests endpoint returns in
+// one answer.
+//
+// What is known about it (kedacore/keda#6819, #4326, #4387, #6894): the
+// endpoint is undocumented and returns at most 200 requests whatever $top
+// asks for; $top changes the shape of the answer and cannot be combined with
+// completedRequestCount; completedRequestCount=0 drops finished requests so
+// the 200 are spent on running and waiting ones only. The client therefore
+// asks with completedRequestCount=0 and no $top, sorts the answer oldest
+// first, and when the answer holds JobRequestsCap items logs a warning and
+// observes EndpointJobRequestsTruncated: with 200 or more unfinished
+// requests in one pool, some waiting ones may be missing and are picked up
+// by a later reconcile once running ones finish. (The generated clients also
+// page this endpoint with $top and an X-MS-ContinuationToken header; that
+// path includes finished requests and is not used here.)
+const JobRequestsCap = 200
+
+// maxBody bounds every response body read into memory.
+const maxBody = 32 << 20
+
+// maxErrorMessage bounds the server message kept in an APIError.
+const maxErrorMessage = 1024
+
+// scopeHint tells the operator what the credentials need when Azure DevOps
+// refuses them.
+const scopeHint = `the PAT needs scope "Agent Pools (Read & manage)" (vso.agentpools_manage); ` +
+	`an Entra identity needs to be a user of the organization with the Administrator role on the agent pools`
+
+// ErrPoolNotFound is returned (wrapped) by PoolID when no pool has the name.
+var ErrPoolNotFound = errors.New("agent pool not found")
+
+// Options tunes a Client. Zero values take the defaults noted on each field.
+type Options struct {
+	HTTPClient *http.Client // http.DefaultClient's transport when nil
+	// CallTimeout bounds each call, retries included (default 30s).
+	CallTimeout time.Duration
+	// JobRequestsTimeout bounds JobRequests, retries included (default 60s):
+	// the endpoint is slow, about 4 s for 760 items.
+	JobRequestsTimeout time.Duration
+	// MaxRetries is how many times a retryable failure is tried again
+	// (default 3; negative disables retries).
+	MaxRetries int
+	// Observe, when set, is called after every HTTP attempt with the
+	// endpoint name (the Endpoint constants) and the status, 0 when no
+	// answer came back.
+	Observe func(endpoint string, status int)
+	// ObserveRateLimit, when set, receives X-RateLimit-Remaining whenever
+	// Azure DevOps sends it.
+	ObserveRateLimit func(remaining float64)
+	Logger           *slog.Logger // slog.Default() when nil
+	UserAgent        string       // "agentscaler" when empty
+}
+
+// Client talks to the Azure DevOps REST API of one organization. It is safe
+// for concurrent use.
+type Client struct {
+	org  *url.URL
+	auth Authorizer
+	http *http.Client
+	opts Options
+	log  *slog.Logger
+	// retryBase is the first back-off step when the server gives no hint.
+	retryBase time.Duration
+
+	mu    sync.Mutex
+	pools map[string]int // pool ID by pool name
+}
+
+// NewClient returns a client for the organization at orgURL, such as
+// https://dev.azure.com/contoso or https://tfs.example.com/DefaultCollection.
+func NewClient(orgURL string, auth Authorizer, opts Options) (*Client, error) {
+	u, err := url.Parse(strings.TrimRight(orgURL, "/"))
+	if err != nil {
+		// url.Error repeats the raw URL, which may hold a password.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("azuredevops: organization URL: %w", err)
+	}
+	switch {
+	case u.User != nil:
+		return nil, errors.New("azuredevops: organization URL must not carry credentials; use the token settings")
+	case u.Scheme != "https" && u.Scheme != "http":
+		return nil, fmt.Errorf("azuredevops: organization URL %q: scheme must be https (or http)", u.String())
+	case u.Host == "":
+		return nil, fmt.Errorf("azuredevops: organization URL %q: no host", u.String())
+	case u.RawQuery != "" || u.Fragment != "":
+		return nil, fmt.Errorf("azuredevops: organization URL %q: no query or fragment allowed", u.String())
+	}
+	if auth == nil {
+		return nil, errors.New("azuredevops: no Authorizer")
+	}
+	if opts.CallTimeout <= 0 {
+		opts.CallTimeout = 30 * time.Second
+	}
+	if opts.JobRequestsTimeout <= 0 {
+		opts.JobRequestsTimeout = 60 * time.Second
+	}
+	switch {
+	case opts.MaxRetries == 0:
+		opts.MaxRetries = 3
+	case opts.MaxRetries < 0:
+		opts.MaxRetries = 0
+	}
+	if opts.UserAgent == "" {
+		opts.UserAgent = "agentscaler"
+	}
+	hc := opts.HTTPClient
+	if hc == nil {
+		hc = &http.Client{}
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Client{
+		org: u, auth: auth, http: hc, opts: opts, log: log,
+		retryBase: 500 * time.Millisecond,
+		pools:     map[string]int{},
+	}, nil
+}
+
+// APIError is an HTTP answer from Azure DevOps outside 2xx.
+type APIError struct {
+	Endpoint string // one of the Endpoint constants
+	Status   int
+	Message  string // the "message" of Azure DevOps' JSON error, bounded
+	// RetryAfter is the server's hint (Retry-After or X-RateLimit-Delay),
+	// 0 when it gave none.
+	RetryAfter time.Duration
+	typeKey    string // e.g. TaskAgentExistsException
+}
+
+func (e *APIError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "azuredevops: %s: HTTP %d", e.Endpoint, e.Status)
+	if e.Message != "" {
+		b.WriteString(": " + e.Message)
+	}
+	if e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden || e.Status == http.StatusNonAuthoritativeInfo {
+		b.WriteString(" (" + scopeHint + ")")
+	}
+	if e.RetryAfter > 0 {
+		fmt.Fprintf(&b, " (retry after %s)", e.RetryAfter)
+	}
+	return b.String()
+}
+
+// Retryable reports whether trying again later may succeed: throttling (429),
+// timeouts (408) and server errors (5xx).
+func (e *APIError) Retryable() bool {
+	return e.Status == http.StatusTooManyRequests || e.Status == http.StatusRequestTimeout || e.Status >= 500
+}
+
+// PoolID returns the id of the agent pool with the given name. Answers are
+// cached for the life of the client: pool ids do not change.
+func (c *Client) PoolID(ctx context.Context, name string) (int, error) {
+	c.mu.Lock()
+	id, ok := c.pools[name]
+	c.mu.Unlock()
+	if ok {
+		return id, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.opts.CallTimeout)
+	defer cancel()
+	var pools list[Pool]
+	q := url.Values{"poolName": {name}}
+	if err := c.do(ctx, http.MethodGet, EndpointPools, "_apis/distributedtask/pools", q, apiVersion, nil, &pools); err != nil {
+		return 0, err
+	}
+	for _, p := range pools.Value {
+		// Pool names are case-insensitive in Azure DevOps.
+		if strings.EqualFold(p.Name, name) {
+			c.mu.Lock()
+			c.pools[name] = p.ID
+			c.mu.Unlock()
+			return p.ID, nil
+		}
+	}
+	return 0, fmt.Errorf("azuredevops: %w: %q in %s (check the name; a token without scope \"Agent Pools (Read & manage)\" sees no pools)",
+		ErrPoolNotFound, name, c.org.Redacted())
+}
+
+// JobRequests returns the unfinished job requests of a pool (running and
+// waiting), oldest first. See JobRequestsCap for the endpoint's limit.
+func (c *Client) JobRequests(ctx context.Context, poolID int) ([]JobRequest, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.JobRequestsTimeout)
+	defer cancel()
+	var reqs list[JobRequest]
+	q := url.Values{"completedRequestCount": {"0"}}
+	path := fmt.Sprintf("_apis/distributedtask/pools/%d/jobrequests", poolID)
+	if err := c.do(ctx, http.MethodGet, EndpointJobRequests, path, q, apiVersionJobRequests, nil, &reqs); err != nil {
+		return nil, err
+	}
+	sort.SliceStable(reqs.Value, func(i, j int) bool {
+		a, b := reqs.Value[i], reqs.Value[j]
+		if !a.QueueTime.Equal(b.QueueTime) {
+			return a.QueueTime.Before(b.QueueTime)
+		}
+		return a.RequestID < b.RequestID
+	})
+	if len(reqs.Value) >= JobRequestsCap {
+		c.log.Warn("azure devops returned the most job requests it returns in one answer; some waiting requests may be missing until running ones finish",
+			"pool_id", poolID, "returned", len(reqs.Value), "cap", JobRequestsCap)
+		c.observe(EndpointJobRequestsTruncated, http.StatusOK)
+	}
+	return reqs.Value, nil
+}
+
+// Agents returns the agents registered in a pool, with their capabilities and
+// the request each one is running.
+func (c *Client) Agents(ctx context.Context, poolID int) ([]Agent, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.CallTimeout)
+	defer cancel()
+	return c.agents(ctx, poolID, url.Values{"includeAssignedRequest": {"true"}, "includeCapabilities": {"true"}})
+}
+
+func (c *Client) agents(ctx context.Context, poolID int, q url.Values) ([]Agent, error) {
+	var agents list[Agent]
+	path := fmt.Sprintf("_apis/distributedtask/pools/%d/agents", poolID)
+	if err := c.do(ctx, http.MethodGet, EndpointAgents, path, q, apiVersion, nil, &agents); err != nil {
+		return nil, err
+	}
+	return agents.Value, nil
+}
+
+// DeleteAgent unregisters an agent. An agent that is already gone is not an
+// error.
+func (c *Client) DeleteAgent(ctx context.Context, poolID, agentID int) error {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.CallTimeout)
+	defer cancel()
+	path := fmt.Sprintf("_apis/distributedtask/pools/%d/agents/%d", poolID, agentID)
+	err := c.do(ctx, http.MethodDelete, EndpointAgentDelete, path, nil, apiVersion, nil, nil)
+	var ae *APIError
+	if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+		return nil
+	}
+	return err
+}
+
+// AddAgent registers an agent (the pool's offline placeholder) and returns it
+// as Azure DevOps stored it. Azure DevOps requires a public key; when a has
+// none, a fresh RSA key is generated and its private half dropped, since a
+// placeholder never connects. If an agent of that name already exists, the
+// existing agent is returned.
+func (c *Client) AddAgent(ctx context.Context, poolID int, a Agent) (Agent, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.CallTimeout)
+	defer cancel()
+	if a.Authorization == nil || a.Authorization.PublicKey == nil {
+		key, err := placeholderKey()
+		if err != nil {
+			return Agent{}, err
+		}
+		a.Authorization = &Authorization{PublicKey: key}
+	}
+	var added Agent
+	path := fmt.Sprintf("_apis/distributedtask/pools/%d/agents", poolID)
+	err := c.do(ctx, http.MethodPost, EndpointAgentAdd, path, nil, apiVersion, a, &added)
+	if err == nil {
+		return added, nil
+	}
+	var ae *APIError
+	if !errors.As(err, &ae) || !alreadyExists(ae) {
+		return Agent{}, err
+	}
+	existing, lerr := c.agents(ctx, poolID, url.Values{"agentName": {a.Name}, "includeCapabilities": {"true"}})
+	if lerr != nil {
+		return Agent{}, fmt.Errorf("azuredevops: agent %q already exists; looking it up: %w", a.Name, lerr)
+	}
+	for _, e := range existing {
+		if strings.EqualFold(e.Name, a.Name) {
+			return e, nil
+		}
+	}
+	return Agent{}, fmt.Errorf("azuredevops: agent %q reported as existing but not found in pool %d: %w", a.Name, poolID, err)
+}
+
+// alreadyExists recognises Azure DevOps' answer to a duplicate agent name:
+// 409, or a 400 carrying TaskAgentExistsException.
+func alreadyExists(e *APIError) bool {
+	if e.Status == http.StatusConflict {
+		return true
+	}
+	return e.Status == http.StatusBadRequest &&
+		(e.typeKey == "TaskAgentExistsException" || strings.Contains(strings.ToLower(e.Message), "already exists"))
+}
+
+// placeholderKey returns the public half of a new 2048-bit RSA key in the
+// form Azure DevOps stores: base64 big-endian exponent and modulus.
+func placeholderKey() (*PublicKey, error) {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, fmt.Errorf("azuredevops: generate agent key: %w", err)
+	}
+	return &PublicKey{
+		Exponent: base64.StdEncoding.EncodeToString(big.NewInt(int64(k.E)).Bytes()),
+		Modulus:  base64.StdEncoding.EncodeToString(k.N.Bytes()),
+	}, nil
+}
+
+// ResourceUsage returns the organization's self-hosted parallel job limit and
+// how much of it is in use.
+func (c *Client) ResourceUsage(ctx context.Context) (ResourceUsage, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.CallTimeout)
+	defer cancel()
+	var u ResourceUsage
+	q := url.Values{"parallelismTag": {"Private"}, "poolIsHosted": {"false"}, "includeRunningRequests": {"false"}}
+	err := c.do(ctx, http.MethodGet, EndpointResourceUsage, "_apis/distributedtask/resourceusage", q, apiVersionResourceUsage, nil, &u)
+	return u, err
+}
+
+// do sends one logical call, retrying what is retryable while the context's
+// deadline allows, and decodes a 2xx JSON answer into out (when not nil).
+func (c *Client) do(ctx context.Context, method, endpoint, path string, q url.Values, version string, in, out any) error {
+	var body []byte
+	if in != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
+			return fmt.Errorf("azuredevops: %s: encode request: %w", endpoint, err)
+		}
+	}
+	u := *c.org
+	u.Path = c.org.Path + "/" + path
+	if q == nil {
+		q = url.Values{}
+	}
+	q.Set("api-version", version)
+	u.RawQuery = q.Encode()
+
+	for attempt := 0; ; attempt++ {
+		transient, err := c.once(ctx, method, endpoint, u.String(), body, out)
+		if err == nil {
+			return nil
+		}
+		if !transient || attempt >= c.opts.MaxRetries {
+			return err
+		}
+		wait := c.backoff(err, attempt)
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+			// The wait (the server's hint is on the error) outlasts this call.
+			return err
+		}
+		c.log.Debug("azure devops call failed, retrying", "endpoint", endpoint, "attempt", attempt+1, "wait", wait, "error", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("azuredevops: %s: gave up waiting to retry (%w) after: %w", endpoint, ctx.Err(), err)
+		}
+	}
+}
+
+// backoff is how long to wait before the next attempt: the server's hint
+// when it gave one, else an exponential step with jitter.
+func (c *Client) backoff(err error, attempt int) time.Duration {
+	var ae *APIError
+	if errors.As(err, &ae) && ae.RetryAfter > 0 {
+		return ae.RetryAfter
+	}
+	d := c.retryBase << min(attempt, 5)
+	return d/2 + mrand.N(d/2+1)
+}
+
+// once makes one HTTP exchange. transient reports whether the failure may
+// pass: a retryable status, or a network error while the deadline holds.
+func (c *Client) once(ctx context.Context, method, endpoint, target string, body []byte, out any) (transient bool, err error) {
+	authz, err := c.auth.Authorization(ctx)
+	if err != nil {
+		return false, fmt.Errorf("azuredevops: %s: authorize: %w", endpoint, err)
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, target, rd)
+	if err != nil {
+		return false, fmt.Errorf("azuredevops: %s: build request: %w", endpoint, err)
+	}
+	req.Header.Set("Authorization", authz)
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", c.opts.UserAgent)
+	// Ask for a 401 instead of a redirect to the sign-in page (or a 203
+	// with its HTML) when the credentials are refused.
+	req.Header.Set("X-TFS-FedAuthRedirect", "Suppress")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+
+	resp, err := c.http.Do(req)
+	if err != nil {
+		c.observe(endpoint, 0)
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return false, fmt.Errorf("azuredevops: %s %s: gave up waiting for the answer: %w", method, endpoint, ctxErr)
+		}
+		return true, fmt.Errorf("azuredevops: %s %s: %w", method, endpoint, err)
+	}
+	defer resp.Body.Close()
+	c.observe(endpoint, resp.StatusCode)
+	if rem := resp.Header.Get("X-RateLimit-Remaining"); rem != "" && c.opts.ObserveRateLimit != nil {
+		if f, perr := strconv.ParseFloat(rem, 64); perr == nil {
+			c.opts.ObserveRateLimit(f)
+		}
+	}
+
+	if resp.StatusCode < 200 || resp.StatusCode > 299 || resp.StatusCode == http.StatusNonAuthoritativeInfo {
+		ae := c.apiError(endpoint, resp, authz)
+		return ae.Retryable(), ae
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return false, fmt.Errorf("azuredevops: %s %s: answer cut by the call's deadline: %w", method, endpoint, ctxErr)
+		}
+		return true, fmt.Errorf("azuredevops: %s: read answer: %w", endpoint, err)
+	}
+	if len(data) > maxBody {
+		return false, fmt.Errorf("azuredevops: %s: answer larger than %d MiB", endpoint, maxBody>>20)
+	}
+	if out == nil || len(bytes.TrimSpace(data)) == 0 {
+		return false, nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return false, fmt.Errorf("azuredevops: %s: decode answer: %w", endpoint, err)
+	}
+	return false, nil
+}
+
+// apiError builds the APIError for a non-2xx answer, taking care that the
+// credentials never end up in its text even if the server echoes them.
+func (c *Client) apiError(endpoint string, resp *http.Response, authz string) *APIError {
+	e := &APIError{Endpoint: endpoint, Status: resp.StatusCode, RetryAfter: retryHint(resp.Header, time.Now())}
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var msg struct {
+		Message string `json:"message"`
+		TypeKey string `json:"typeKey"`
+	}
+	if json.Unmarshal(data, &msg) == nil {
+		e.Message, e.typeKey = msg.Message, msg.TypeKey
+	}
+	if resp.StatusCode == http.StatusNonAuthoritativeInfo {
+		e.Message = "Azure DevOps answered with a sign-in page instead of data: the credentials were not accepted"
+	}
+	e.Message = redact(e.Message, authz)
+	if len(e.Message) > maxErrorMessage {
+		e.Message = e.Message[:maxErrorMessage] + "..."
+	}
+	return e
+}
+
+// redact removes the Authorization header value, and its credential part,
+// from s.
+func redact(s, authz string) string {
+	if authz == "" {
+		return s
+	}
+	s = strings.ReplaceAll(s, authz, "[redacted]")
+	if _, cred, ok := strings.Cut(authz, " "); ok && len(cred) >= 8 {
+		s = strings.ReplaceAll(s, cred, "[redacted]")
+		if raw, err := base64.StdEncoding.DecodeString(cred); err == nil {
+			if _, secret, ok := strings.Cut(string(raw), ":"); ok && len(secret) >= 8 {
+				s = strings.ReplaceAll(s, secret, "[redacted]")
+			}
+		}
+	}
+	return s
+}
+
+// retryHint reads how long Azure DevOps asks the caller to wait: Retry-After
+// (seconds or an HTTP date) and X-RateLimit-Delay (seconds, possibly
+// fractional), whichever is longer.
+func retryHint(h http.Header, now time.Time) time.Duration {
+	var d time.Duration
+	if v := strings.TrimSpace(h.Get("Retry-After")); v != "" {
+		if s, err := strconv.Atoi(v); err == nil && s > 0 {
+			d = time.Duration(s) * time.Second
+		} else if t, err := http.ParseTime(v); err == nil && t.After(now) {
+			d = t.Sub(now)
+		}
+	}
+	if v := strings.TrimSpace(h.Get("X-RateLimit-Delay")); v != "" {
+		if s, err := strconv.ParseFloat(v, 64); err == nil && s > 0 {
+			d = max(d, time.Duration(s*float64(time.Second)))
+		}
+	}
+	return d
+}
+
+func (c *Client) observe(endpoint string, status int) {
+	if c.opts.Observe != nil {
+		c.opts.Observe(endpoint, status)
+	}
+}
