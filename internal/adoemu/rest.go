@@ -1,0 +1,489 @@
+package adoemu
+
+import (
+	"cmp"
+	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+const (
+	// maxListItems is the most job requests the service returns in one list.
+	maxListItems = 200
+	// defaultCompleted is how many finished requests a list carries when
+	// completedRequestCount is absent.
+	defaultCompleted = 50
+	// buildServiceOwner is the service owner GUID of Azure Pipelines builds.
+	buildServiceOwner = "00025394-6065-48ca-87d9-7f5672854ef7"
+	accessPoint       = "CodexAccessMapping"
+	apiVersion        = "7.1"
+	maxBody           = 1 << 20
+)
+
+// route is a parsed request path.
+type route struct {
+	endpoint string
+	poolID   int
+	agentID  int
+}
+
+// parseRoute maps a request to an endpoint under
+// /{org}/_apis/distributedtask/. The organization matches case-insensitively,
+// as the service's URLs do.
+func (e *Emulator) parseRoute(r *http.Request) route {
+	unknown := route{endpoint: EndpointUnknown}
+	prefix := "/" + e.opts.Org + "/_apis/distributedtask/"
+	p := r.URL.Path
+	if len(p) < len(prefix) || !strings.EqualFold(p[:len(prefix)], prefix) {
+		return unknown
+	}
+	seg := strings.Split(strings.Trim(p[len(prefix):], "/"), "/")
+	switch {
+	case len(seg) == 1 && strings.EqualFold(seg[0], "pools") && r.Method == http.MethodGet:
+		return route{endpoint: EndpointPools}
+	case len(seg) == 1 && strings.EqualFold(seg[0], "resourceusage") && r.Method == http.MethodGet:
+		return route{endpoint: EndpointResourceUsage}
+	case len(seg) < 3 || !strings.EqualFold(seg[0], "pools"):
+		return unknown
+	}
+	poolID, err := strconv.Atoi(seg[1])
+	if err != nil {
+		return unknown
+	}
+	switch {
+	case len(seg) == 3 && strings.EqualFold(seg[2], "jobrequests") && r.Method == http.MethodGet:
+		return route{endpoint: EndpointJobRequests, poolID: poolID}
+	case len(seg) == 3 && strings.EqualFold(seg[2], "agents") && r.Method == http.MethodGet:
+		return route{endpoint: EndpointAgents, poolID: poolID}
+	case len(seg) == 3 && strings.EqualFold(seg[2], "agents") && r.Method == http.MethodPost:
+		return route{endpoint: EndpointAddAgent, poolID: poolID}
+	case len(seg) == 4 && strings.EqualFold(seg[2], "agents") && r.Method == http.MethodDelete:
+		agentID, err := strconv.Atoi(seg[3])
+		if err != nil {
+			return unknown
+		}
+		return route{endpoint: EndpointDeleteAgent, poolID: poolID, agentID: agentID}
+	}
+	return unknown
+}
+
+// ServeHTTP answers the REST calls. Order of checks: count the call,
+// authenticate, wait the configured latency, then an injected failure, then
+// the real answer.
+func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rt := e.parseRoute(r)
+	e.mu.Lock()
+	e.calls[rt.endpoint]++
+	if r.Method == http.MethodPost || r.Method == http.MethodDelete {
+		e.writes++
+	}
+	w.Header().Set("X-RateLimit-Remaining", strconv.Itoa(e.takeRateLocked()))
+	e.mu.Unlock()
+
+	if !e.authorized(r) {
+		// The service answers 401 with both schemes offered.
+		w.Header().Add("WWW-Authenticate", "Bearer")
+		w.Header().Add("WWW-Authenticate", `Basic realm="`+e.OrgURL()+`"`)
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	if d := e.opts.Latency[rt.endpoint]; d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		case <-e.ctx.Done():
+			t.Stop()
+			return
+		}
+	}
+	e.mu.Lock()
+	var fail *failure
+	if fs := e.failures[rt.endpoint]; len(fs) > 0 {
+		fail = &fs[0]
+		e.failures[rt.endpoint] = fs[1:]
+	}
+	e.mu.Unlock()
+	if fail != nil {
+		if fail.retryAfter > 0 {
+			secs := int((fail.retryAfter + time.Second - 1) / time.Second)
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
+		}
+		writeError(w, fail.status, "VssServiceResponseException",
+			"Microsoft.VisualStudio.Services.WebApi.VssServiceResponseException, Microsoft.VisualStudio.Services.WebApi",
+			http.StatusText(fail.status), 0)
+		return
+	}
+	if (r.Method == http.MethodPost || r.Method == http.MethodDelete) && !hasAPIVersion(r) {
+		writeError(w, http.StatusBadRequest, "VssVersionNotSpecifiedException",
+			"Microsoft.VisualStudio.Services.WebApi.VssVersionNotSpecifiedException, Microsoft.VisualStudio.Services.WebApi",
+			fmt.Sprintf("No api-version was supplied for the %q request. The version must be supplied either as part of the Accept header (e.g. \"application/json; api-version=1.0\") or as a query parameter (e.g. '?api-version=1.0').", r.Method),
+			3000)
+		return
+	}
+
+	switch rt.endpoint {
+	case EndpointPools:
+		e.servePools(w, r)
+	case EndpointJobRequests:
+		e.serveJobRequests(w, r, rt.poolID)
+	case EndpointAgents:
+		e.serveAgents(w, r, rt.poolID)
+	case EndpointAddAgent:
+		e.serveAddAgent(w, r, rt.poolID)
+	case EndpointDeleteAgent:
+		e.serveDeleteAgent(w, rt.poolID, rt.agentID)
+	case EndpointResourceUsage:
+		e.serveResourceUsage(w, r)
+	default:
+		writeError(w, http.StatusNotFound, "HttpException", "System.Web.HttpException, System.Web",
+			fmt.Sprintf("The controller for path '%s' was not found or does not implement IController.", r.URL.Path), 0)
+	}
+}
+
+func hasAPIVersion(r *http.Request) bool {
+	return r.URL.Query().Get("api-version") != "" || strings.Contains(r.Header.Get("Accept"), "api-version=")
+}
+
+// authorized accepts basic auth whose password is the PAT (any user name),
+// or the bearer token when one is configured. Comparisons are constant-time.
+func (e *Emulator) authorized(r *http.Request) bool {
+	scheme, cred, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	switch strings.ToLower(scheme) {
+	case "basic":
+		_, pass, ok := r.BasicAuth()
+		return ok && e.opts.PAT != "" && subtle.ConstantTimeCompare([]byte(pass), []byte(e.opts.PAT)) == 1
+	case "bearer":
+		return e.opts.BearerToken != "" && subtle.ConstantTimeCompare([]byte(strings.TrimSpace(cred)), []byte(e.opts.BearerToken)) == 1
+	}
+	return false
+}
+
+// takeRateLocked spends one unit of the rate-limit budget and returns what
+// is left; the budget refills every window.
+func (e *Emulator) takeRateLocked() int {
+	now := time.Now()
+	if e.rateStart.IsZero() || now.Sub(e.rateStart) >= rateWindow {
+		e.rateStart, e.rateLeft = now, e.opts.RateLimit
+	}
+	if e.rateLeft > 0 {
+		e.rateLeft--
+	}
+	return e.rateLeft
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8; api-version="+apiVersion)
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v) // the client hung up; nothing to tell it
+}
+
+func writeError(w http.ResponseWriter, status int, typeKey, typeName, message string, eventID int) {
+	writeJSON(w, status, wireError{
+		ID: "1", Message: message, TypeName: typeName, TypeKey: typeKey, EventID: eventID,
+	})
+}
+
+func writePoolNotFound(w http.ResponseWriter, poolID int) {
+	writeError(w, http.StatusNotFound, "TaskAgentPoolNotFoundException",
+		"Microsoft.TeamFoundation.DistributedTask.WebApi.TaskAgentPoolNotFoundException, Microsoft.TeamFoundation.DistributedTask.WebApi",
+		fmt.Sprintf("Agent pool %d could not be found.", poolID), 3000)
+}
+
+func boolParam(r *http.Request, name string) bool {
+	return strings.EqualFold(r.URL.Query().Get(name), "true")
+}
+
+func (e *Emulator) servePools(w http.ResponseWriter, r *http.Request) {
+	name := r.URL.Query().Get("poolName")
+	e.mu.Lock()
+	out := []wirePool{}
+	for _, p := range e.pools {
+		if name != "" && !strings.EqualFold(name, p.name) {
+			continue
+		}
+		out = append(out, e.poolWireLocked(p))
+	}
+	e.mu.Unlock()
+	writeJSON(w, http.StatusOK, wireList[wirePool]{Count: len(out), Value: out})
+}
+
+func (e *Emulator) poolWireLocked(p *pool) wirePool {
+	size := 0
+	for _, a := range e.agents {
+		if a.poolID == p.id {
+			size++
+		}
+	}
+	owner := wireIdentity{DisplayName: "Project Collection Build Service", ID: e.hostID,
+		UniqueName: "Build\\" + e.hostID, Descriptor: "svc." + e.hostID}
+	return wirePool{
+		CreatedOn: wireTime(p.created), AutoUpdate: true, CreatedBy: owner, Owner: owner,
+		ID: p.id, Scope: e.hostID, Name: p.name, PoolType: "automation", Size: size, Options: "none",
+	}
+}
+
+// serveJobRequests lists the pool's unfinished requests plus the most
+// recently finished ones (completedRequestCount of them, 50 when absent),
+// oldest first, at most 200: the service caps the list and the scaler must
+// live with it.
+func (e *Emulator) serveJobRequests(w http.ResponseWriter, r *http.Request, poolID int) {
+	completed := defaultCompleted
+	if v := r.URL.Query().Get("completedRequestCount"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			writeError(w, http.StatusBadRequest, "ArgumentException", "System.ArgumentException, mscorlib",
+				fmt.Sprintf("completedRequestCount: %q is not a valid count.", v), 0)
+			return
+		}
+		completed = n
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.poolByIDLocked(poolID) == nil {
+		writePoolNotFound(w, poolID)
+		return
+	}
+	var open, done []*request
+	for _, rq := range e.requests {
+		switch {
+		case rq.poolID != poolID:
+		case rq.finished.IsZero():
+			open = append(open, rq)
+		default:
+			done = append(done, rq)
+		}
+	}
+	slices.SortStableFunc(done, func(a, b *request) int { return b.finished.Compare(a.finished) })
+	sel := append(open, done[:min(completed, len(done))]...)
+	slices.SortFunc(sel, func(a, b *request) int { return cmp.Compare(a.id, b.id) })
+	sel = sel[:min(len(sel), maxListItems)]
+	out := make([]wireJobRequest, 0, len(sel))
+	for _, rq := range sel {
+		out = append(out, e.jobRequestWireLocked(rq))
+	}
+	writeJSON(w, http.StatusOK, wireList[wireJobRequest]{Count: len(out), Value: out})
+}
+
+func (e *Emulator) serveAgents(w http.ResponseWriter, r *http.Request, poolID int) {
+	withReq, withCaps := boolParam(r, "includeAssignedRequest"), boolParam(r, "includeCapabilities")
+	name := r.URL.Query().Get("agentName")
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.poolByIDLocked(poolID) == nil {
+		writePoolNotFound(w, poolID)
+		return
+	}
+	out := []wireAgent{}
+	for _, a := range e.agents {
+		if a.poolID != poolID || (name != "" && !strings.EqualFold(name, a.name)) {
+			continue
+		}
+		out = append(out, e.agentWireLocked(a, withReq, withCaps))
+	}
+	writeJSON(w, http.StatusOK, wireList[wireAgent]{Count: len(out), Value: out})
+}
+
+// serveAddAgent registers an agent as the agent's configure step does. The
+// new agent is offline: the service marks it online only once the agent
+// opens a session.
+func (e *Emulator) serveAddAgent(w http.ResponseWriter, r *http.Request, poolID int) {
+	var in wireAgentAdd
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&in); err != nil {
+		writeError(w, http.StatusBadRequest, "ArgumentException", "System.ArgumentException, mscorlib",
+			"The request body is not a valid TaskAgent: "+err.Error(), 0)
+		return
+	}
+	if strings.TrimSpace(in.Name) == "" {
+		writeError(w, http.StatusBadRequest, "ArgumentNullException", "System.ArgumentNullException, mscorlib",
+			"Value cannot be null.\r\nParameter name: agent.Name", 0)
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.poolByIDLocked(poolID) == nil {
+		writePoolNotFound(w, poolID)
+		return
+	}
+	if e.agentByNameLocked(poolID, in.Name) != nil {
+		writeError(w, http.StatusConflict, "TaskAgentExistsException",
+			"Microsoft.TeamFoundation.DistributedTask.WebApi.TaskAgentExistsException, Microsoft.TeamFoundation.DistributedTask.WebApi",
+			fmt.Sprintf("Pool %d already contains an agent with name %s.", poolID, in.Name), 3000)
+		return
+	}
+	now := time.Now()
+	a := &agent{
+		id: e.nextAgentID, poolID: poolID, name: in.Name, version: in.Version, osDescription: in.OSDescription,
+		enabled: in.Enabled == nil || *in.Enabled, created: now, statusChanged: now,
+		sysCaps: agentSystemCaps(in.SystemCapabilities, in.Name, in.Version), userCaps: in.UserCapabilities,
+		auth: &wireAuthorization{ClientID: newGUID()},
+	}
+	if in.Authorization != nil {
+		a.auth.PublicKey = in.Authorization.PublicKey
+	}
+	e.nextAgentID++
+	e.agents = append(e.agents, a)
+	writeJSON(w, http.StatusOK, e.agentWireLocked(a, false, true))
+}
+
+// serveDeleteAgent unregisters an agent. A job the agent was running is
+// abandoned, as the service abandons jobs whose agent disappears.
+func (e *Emulator) serveDeleteAgent(w http.ResponseWriter, poolID, agentID int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.poolByIDLocked(poolID) == nil {
+		writePoolNotFound(w, poolID)
+		return
+	}
+	i := slices.IndexFunc(e.agents, func(a *agent) bool { return a.poolID == poolID && a.id == agentID })
+	if i < 0 {
+		writeError(w, http.StatusNotFound, "TaskAgentNotFoundException",
+			"Microsoft.TeamFoundation.DistributedTask.WebApi.TaskAgentNotFoundException, Microsoft.TeamFoundation.DistributedTask.WebApi",
+			fmt.Sprintf("No agent found in pool %d with ID %d.", poolID, agentID), 3000)
+		return
+	}
+	a := e.agents[i]
+	e.agents = slices.Delete(e.agents, i, i+1)
+	if a.request != 0 {
+		if rq := e.requestLocked(a.request); rq != nil && rq.finished.IsZero() {
+			e.finishLocked(rq, "abandoned")
+		}
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// serveResourceUsage reports the organization's self-hosted (private)
+// parallel jobs; used = requests assigned and not finished.
+func (e *Emulator) serveResourceUsage(w http.ResponseWriter, r *http.Request) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	u := wireResourceUsage{
+		ResourceLimit: wireResourceLimit{
+			ResourceLimitsData: map[string]string{}, HostID: e.hostID, ParallelismTag: "Private",
+			TotalCount: e.opts.ParallelJobs,
+		},
+		UsedCount: e.runningLocked(),
+	}
+	if boolParam(r, "includeRunningRequests") {
+		for _, rq := range e.requests {
+			if !rq.assigned.IsZero() && rq.finished.IsZero() {
+				u.RunningRequests = append(u.RunningRequests, e.jobRequestWireLocked(rq))
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, u)
+}
+
+func (e *Emulator) agentLinksLocked(a *agent) wireLinks {
+	org := e.orgURLLocked()
+	return wireLinks{
+		"self": {Href: fmt.Sprintf("%s/_apis/distributedtask/Pools/%d/agents/%d", org, a.poolID, a.id)},
+		"web":  {Href: fmt.Sprintf("%s/_settings/agentpools?agentId=%d&poolId=%d", org, a.id, a.poolID)},
+	}
+}
+
+func agentStatus(a *agent) string {
+	if a.online {
+		return "online"
+	}
+	return "offline"
+}
+
+func (e *Emulator) agentRefLocked(a *agent) wireAgentRef {
+	return wireAgentRef{
+		Links: e.agentLinksLocked(a), ID: a.id, Name: a.name, Version: a.version, OSDescription: a.osDescription,
+		Enabled: a.enabled, Status: agentStatus(a), ProvisioningState: "Provisioned", AccessPoint: accessPoint,
+	}
+}
+
+func (e *Emulator) agentWireLocked(a *agent, withReq, withCaps bool) wireAgent {
+	out := wireAgent{
+		Links: e.agentLinksLocked(a), MaxParallelism: 1, CreatedOn: wireTime(a.created),
+		StatusChangedOn: wireTime(a.statusChanged),
+		Authorization: &wireAuthorization{
+			AuthorizationURL: "https://vstoken.dev.azure.com/" + e.hostID + "/oauth2/token",
+			ClientID:         a.auth.ClientID, PublicKey: a.auth.PublicKey,
+		},
+		ID: a.id, Name: a.name, Version: a.version, OSDescription: a.osDescription, Enabled: a.enabled,
+		Status: agentStatus(a), ProvisioningState: "Provisioned", AccessPoint: accessPoint,
+	}
+	if withReq && a.request != 0 {
+		if rq := e.requestLocked(a.request); rq != nil {
+			wr := e.jobRequestWireLocked(rq)
+			out.AssignedRequest = &wr
+		}
+	}
+	if withCaps {
+		out.SystemCapabilities = nonNil(a.sysCaps)
+		out.UserCapabilities = nonNil(a.userCaps)
+	}
+	return out
+}
+
+func nonNil(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
+
+func (e *Emulator) jobRequestWireLocked(rq *request) wireJobRequest {
+	org := e.orgURLLocked()
+	project := org + "/" + e.projectID
+	out := wireJobRequest{
+		RequestID: rq.id, QueueTime: wireTime(rq.queued), AssignTime: wireTime(rq.assigned),
+		ReceiveTime: wireTime(rq.received), FinishTime: wireTime(rq.finished), Result: rq.result,
+		ServiceOwner: buildServiceOwner, HostID: e.hostID, ScopeID: e.projectID, PlanType: "Build",
+		PlanID: rq.planID, JobID: rq.jobID, Demands: nonNilSlice(rq.demands), ReservedAgent: rq.reserved,
+		Definition: wireOwner{
+			Links: wireLinks{
+				"web":  {Href: fmt.Sprintf("%s/_build/definition?definitionId=%d", project, rq.definitionID)},
+				"self": {Href: fmt.Sprintf("%s/_apis/build/Definitions/%d", project, rq.definitionID)},
+			},
+			ID: rq.definitionID, Name: rq.name,
+		},
+		Owner: wireOwner{
+			Links: wireLinks{
+				"web":  {Href: fmt.Sprintf("%s/_build/results?buildId=%d", project, rq.runID)},
+				"self": {Href: fmt.Sprintf("%s/_apis/build/Builds/%d", project, rq.runID)},
+			},
+			ID: rq.runID, Name: rq.runName,
+		},
+		Data:            map[string]string{"ParallelismTag": "Private", "IsScheduledKey": "False"},
+		PoolID:          rq.poolID,
+		OrchestrationID: rq.planID + ".job.__default",
+		Priority:        1,
+	}
+	var matched []wireAgentRef
+	total := 0
+	for _, a := range e.agents {
+		if a.poolID != rq.poolID {
+			continue
+		}
+		total++
+		if e.matchesLocked(a, rq) {
+			matched = append(matched, e.agentRefLocked(a))
+		}
+	}
+	out.MatchesAllAgentsInPool = total > 0 && len(matched) == total
+	// The service lists matched agents only while the request waits, and
+	// not at all when every agent matches.
+	if rq.assigned.IsZero() && rq.finished.IsZero() && !out.MatchesAllAgentsInPool {
+		out.MatchedAgents = matched
+	}
+	return out
+}
+
+func nonNilSlice(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
