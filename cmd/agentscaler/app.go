@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+
+	"github.com/agentscaler/agentscaler/config"
+	"github.com/agentscaler/agentscaler/functions"
+	"github.com/agentscaler/agentscaler/metrics"
+	"github.com/agentscaler/agentscaler/providers"
+	"github.com/agentscaler/agentscaler/providers/memory"
+	"github.com/agentscaler/agentscaler/scaler"
+	"github.com/agentscaler/agentscaler/sources/azuredevops"
+)
+
+// app is the wired autoscaler: configuration, Azure DevOps client,
+// providers, scaler and metrics.
+type app struct {
+	cfg       *config.Config
+	getenv    func(string) string
+	log       *slog.Logger
+	metrics   *metrics.Metrics
+	ado       *azuredevops.Client
+	auth      azuredevops.Authorizer
+	scaler    *scaler.Scaler
+	providers map[string]providers.Provider // by provider name
+}
+
+// deps lets tests and the demo hand in what would otherwise be built from
+// the configuration.
+type deps struct {
+	providers map[string]providers.Provider
+	auth      azuredevops.Authorizer
+}
+
+func newApp(cfg *config.Config, log *slog.Logger, getenv func(string) string, d deps) (*app, error) {
+	a := &app{cfg: cfg, getenv: getenv, log: log, metrics: metrics.New(version), providers: d.providers}
+	if a.providers == nil {
+		a.providers = map[string]providers.Provider{}
+	}
+	a.auth = d.auth
+	if a.auth == nil {
+		var err error
+		if a.auth, err = authorizer(cfg.AzureDevOps, getenv, log); err != nil {
+			return nil, err
+		}
+	}
+	client, err := azuredevops.NewClient(cfg.AzureDevOps.URL, a.auth, azuredevops.Options{
+		CallTimeout:      cfg.Reconcile.CallTimeout,
+		Observe:          a.metrics.AzureDevOpsRequest,
+		ObserveRateLimit: a.metrics.RateLimitRemaining,
+		Logger:           log,
+		UserAgent:        "agentscaler/" + version,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.ado = client
+
+	var pools []scaler.Pool
+	for _, pc := range cfg.Pools {
+		prov, err := a.provider(pc.Provider)
+		if err != nil {
+			return nil, fmt.Errorf("pool %s: %w", pc.Name, err)
+		}
+		pools = append(pools, scaler.Pool{
+			Policy: scaler.Policy{
+				Pool: pc.Name, MaxAgents: pc.MaxAgents, MinIdle: pc.MinIdle,
+				StartupTimeout: pc.StartupTimeout, MaxLifetime: pc.MaxLifetime, FailureBackoff: pc.FailureBackoff,
+				Capabilities: azuredevops.PoolCapabilities(pc.Capabilities, pc.AgentVersion),
+				Placeholder:  true,
+			},
+			AzurePool:    pc.AzurePool,
+			AgentVersion: pc.AgentVersion,
+			Provider:     prov,
+			ProviderName: pc.Provider,
+			Spec:         a.specFunc(pc),
+		})
+	}
+	a.scaler = scaler.New(scaler.Options{
+		AzureDevOps:         client,
+		Pools:               pools,
+		Metrics:             a.metrics,
+		Logger:              log,
+		Parallelism:         cfg.Reconcile.Parallelism,
+		CallTimeout:         cfg.Reconcile.CallTimeout,
+		RespectParallelJobs: cfg.AzureDevOps.RespectParallelJobs,
+	})
+	return a, nil
+}
+
+// provider returns the provider for a name, one per name, shared by pools.
+func (a *app) provider(name string) (providers.Provider, error) {
+	if p, ok := a.providers[name]; ok {
+		return p, nil
+	}
+	var p providers.Provider
+	switch name {
+	case "memory":
+		p = memory.New(memory.Options{})
+	default:
+		return nil, fmt.Errorf("provider %q is not available in this build (available: memory)", name)
+	}
+	a.providers[name] = p
+	return p, nil
+}
+
+// authorizer picks the PAT or the Entra identity the configuration names.
+// It logs which, never the secret.
+func authorizer(c config.AzureDevOps, getenv func(string) string, log *slog.Logger) (azuredevops.Authorizer, error) {
+	if c.TokenEnv != "" {
+		log.Info("Azure DevOps authentication", "method", "pat", "variable", c.TokenEnv)
+		return azuredevops.PAT(getenv(c.TokenEnv)), nil
+	}
+	e := c.Entra
+	if e.ClientSecretEnv != "" {
+		cred, err := azidentity.NewClientSecretCredential(e.TenantID, e.ClientID, getenv(e.ClientSecretEnv), nil)
+		if err != nil {
+			return nil, fmt.Errorf("azuredevops.entra: %w", err)
+		}
+		log.Info("Azure DevOps authentication", "method", "entra-client-secret", "client_id", e.ClientID, "tenant_id", e.TenantID)
+		return azuredevops.Entra(cred), nil
+	}
+	var cred azcore.TokenCredential
+	var err error
+	if e.ClientID == "" {
+		cred, err = azidentity.NewDefaultAzureCredential(&azidentity.DefaultAzureCredentialOptions{TenantID: e.TenantID})
+	} else {
+		// The default chain takes a client id only from AZURE_CLIENT_ID; a
+		// configured one selects the user-assigned or workload identity.
+		cred, err = identityChain(e.ClientID, e.TenantID, getenv)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("azuredevops.entra: %w", err)
+	}
+	log.Info("Azure DevOps authentication", "method", "entra-default-chain", "client_id", e.ClientID, "tenant_id", e.TenantID)
+	return azuredevops.Entra(cred), nil
+}
+
+// identityChain tries, in order, workload identity (when its token file is
+// set), the managed identity with that client id, and the Azure CLI.
+func identityChain(clientID, tenantID string, getenv func(string) string) (azcore.TokenCredential, error) {
+	var chain []azcore.TokenCredential
+	if getenv("AZURE_FEDERATED_TOKEN_FILE") != "" {
+		wi, err := azidentity.NewWorkloadIdentityCredential(&azidentity.WorkloadIdentityCredentialOptions{ClientID: clientID, TenantID: tenantID})
+		if err != nil {
+			return nil, err
+		}
+		chain = append(chain, wi)
+	}
+	mi, err := azidentity.NewManagedIdentityCredential(&azidentity.ManagedIdentityCredentialOptions{ID: azidentity.ClientID(clientID)})
+	if err != nil {
+		return nil, err
+	}
+	cli, err := azidentity.NewAzureCLICredential(&azidentity.AzureCLICredentialOptions{TenantID: tenantID})
+	if err != nil {
+		return nil, err
+	}
+	return azidentity.NewChainedTokenCredential(append(chain, mi, cli), nil)
+}
+
+// specFunc builds the agent environment of DESIGN.md section 4. The token
+// travels as a secret: the PAT, or a short-lived Entra token minted now.
+func (a *app) specFunc(pc config.Pool) func(context.Context) (providers.AgentSpec, error) {
+	mem, _ := pc.Agent.MemoryMB()
+	env := map[string]string{}
+	for k, v := range pc.Agent.Env {
+		env[k] = v
+	}
+	env["AZP_URL"] = a.cfg.AzureDevOps.URL
+	env["AZP_POOL"] = pc.AzurePool
+	env["AZP_WORK"] = pc.Agent.Work
+	return func(ctx context.Context) (providers.AgentSpec, error) {
+		token := ""
+		if a.cfg.AzureDevOps.TokenEnv != "" {
+			token = a.getenv(a.cfg.AzureDevOps.TokenEnv)
+		} else {
+			h, err := a.auth.Authorization(ctx)
+			if err != nil {
+				return providers.AgentSpec{}, fmt.Errorf("token for the agent: %w", err)
+			}
+			token = strings.TrimPrefix(h, "Bearer ")
+		}
+		return providers.AgentSpec{
+			Image: pc.Agent.Image, CPU: pc.Agent.CPU, MemoryMB: mem,
+			Env:     env,
+			Secrets: map[string]string{"AZP_TOKEN": token},
+		}, nil
+	}
+}
+
+// handler is the HTTP surface: service hooks, metrics, health, the timer.
+func (a *app) handler() http.Handler {
+	hooks := &azuredevops.HookHandler{
+		Auth:  webhookAuth(a.cfg.Webhook, a.getenv),
+		Dedup: azuredevops.NewDedup(10000, time.Hour),
+		Accept: func(ctx context.Context, e azuredevops.Event) error {
+			a.accept(e)
+			return nil
+		},
+		Observe: func(event, outcome string) { a.metrics.WebhookRequest("azuredevops", event, outcome) },
+		Logger:  a.log,
+	}
+	return functions.NewHandler(functions.Options{
+		Hooks:      map[string]http.Handler{"azuredevops": hooks},
+		Metrics:    a.metrics.Handler(),
+		Reconciler: a.scaler,
+		Logger:     a.log,
+	})
+}
+
+// webhookAuth returns the authenticator the configuration names; validation
+// guarantees exactly one is set.
+func webhookAuth(w config.Webhook, getenv func(string) string) azuredevops.Authenticator {
+	if w.BasicAuth != nil {
+		return azuredevops.BasicAuth(w.BasicAuth.Username, getenv(w.BasicAuth.PasswordEnv))
+	}
+	return azuredevops.HeaderAuth(w.Header.Name, getenv(w.Header.ValueEnv))
+}
+
+// accept turns a service hook into reconciles. The hook names neither the
+// pool nor the demands, so a queued job reconciles every pool; a finished
+// one too, to clean up after it. Triggers coalesce, so bursts are cheap.
+func (a *app) accept(e azuredevops.Event) {
+	if !e.CreatedDate.IsZero() {
+		a.metrics.WebhookLag("azuredevops", time.Since(e.CreatedDate))
+	}
+	if e.OrgURL != "" && !sameOrg(e.OrgURL, a.cfg.AzureDevOps.URL) {
+		a.log.Warn("service hook from another organization ignored", "id", e.ID, "organization", e.OrgURL)
+		return
+	}
+	switch {
+	case e.Type == azuredevops.EventJobStateChanged && (e.State == "waiting" || e.State == "completed"),
+		e.Type == azuredevops.EventRunStateChanged && e.State == "completed":
+		a.scaler.TriggerAll()
+	}
+}
+
+func sameOrg(a, b string) bool {
+	return strings.EqualFold(strings.TrimRight(a, "/"), strings.TrimRight(b, "/"))
+}

@@ -1,0 +1,380 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/agentscaler/agentscaler/config"
+	"github.com/agentscaler/agentscaler/internal/adoemu"
+	"github.com/agentscaler/agentscaler/providers"
+	"github.com/agentscaler/agentscaler/providers/memory"
+)
+
+const (
+	testPAT      = "pat-5ecret-do-not-log"
+	testPassword = "hook-5ecret-do-not-log"
+)
+
+func testEnv(k string) string {
+	return map[string]string{"AZP_TOKEN": testPAT, "HOOK_PASSWORD": testPassword}[k]
+}
+
+// startEmulator runs the Azure DevOps emulator on loopback with one pool.
+func startEmulator(t *testing.T, opts adoemu.Options) *adoemu.Emulator {
+	t.Helper()
+	opts.PAT = testPAT
+	if opts.RetryBase == 0 {
+		opts.RetryBase = 20 * time.Millisecond
+	}
+	emu := adoemu.New(opts)
+	if _, err := emu.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emu.Close)
+	emu.AddPool("Default")
+	return emu
+}
+
+// writeConfig writes a configuration file for one memory pool against the emulator.
+func writeConfig(t *testing.T, orgURL string, extra string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "agentscaler.yaml")
+	body := fmt.Sprintf(`azuredevops:
+  url: %s
+  token_env: AZP_TOKEN
+webhook:
+  basic_auth: {username: azdo, password_env: HOOK_PASSWORD}
+reconcile:
+  interval: 1h
+pools:
+  - name: linux
+    azure_pool: Default
+    provider: memory
+    max_agents: 10
+    capabilities: {Agent.OS: Linux, docker: ""}
+%s`, orgURL, extra)
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// syncBuffer collects log output from several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// serving is a running `serve` with a memory provider the test can inspect.
+type serving struct {
+	url  string
+	mem  *memory.Provider
+	logs *syncBuffer
+}
+
+func startServe(t *testing.T, emu *adoemu.Emulator) *serving {
+	t.Helper()
+	cfg, err := config.Load(writeConfig(t, emu.OrgURL(), ""), testEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	mem := memory.New(memory.Options{})
+	a, err := newApp(cfg, log, testEnv, deps{providers: map[string]providers.Provider{"memory": mem}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	listening := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- a.serve(ctx, "127.0.0.1:0", func(addr string) { listening <- addr }) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		for _, secret := range []string{testPAT, testPassword} {
+			if strings.Contains(logs.String(), secret) {
+				t.Errorf("a secret appears in the logs")
+			}
+		}
+	})
+	select {
+	case addr := <-listening:
+		return &serving{url: "http://" + addr, mem: mem, logs: logs}
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	}
+	return nil
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func instanceNames(mem *memory.Provider) []string {
+	var names []string
+	for _, in := range mem.All() {
+		names = append(names, in.Name)
+	}
+	return names
+}
+
+// TestLoop: emulator + serve + memory provider. Service hooks in, exactly one
+// instance per matching waiting job out; a repeated delivery changes nothing.
+func TestLoop(t *testing.T) {
+	emu := startEmulator(t, adoemu.Options{})
+	s := startServe(t, emu)
+	emu.Subscribe(adoemu.Subscription{URL: s.url + "/api/webhook/azuredevops", Username: "azdo", Password: testPassword})
+
+	var want []string
+	for i := range 12 {
+		demands := []string{"docker"}
+		if i%4 == 3 {
+			demands = []string{"Agent.OS -equals Windows_NT"} // no pool here serves it
+		}
+		id := emu.QueueJob("Default", adoemu.Job{Name: fmt.Sprintf("job-%d", i), Demands: demands})
+		if i%4 != 3 {
+			want = append(want, providers.RequestName("linux", id))
+		}
+	}
+	slices.Sort(want)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := emu.Quiesce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "one instance per matching job", func() bool { return len(s.mem.All()) >= len(want) })
+
+	before := s.mem.Stats()
+	deliveries := emu.Deliveries()
+	if len(deliveries) == 0 {
+		t.Fatal("no service hook was delivered")
+	}
+	for _, d := range deliveries {
+		if d.Status != http.StatusOK {
+			t.Errorf("delivery %s answered %d, want 200", d.EventID, d.Status)
+		}
+	}
+	if err := emu.Redeliver(deliveries[0].EventID); err != nil {
+		t.Fatal(err)
+	}
+	if err := emu.Quiesce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // let a wrongly triggered reconcile show itself
+	got := instanceNames(s.mem)
+	if !slices.Equal(got, want) {
+		t.Errorf("instances:\n got  %v\n want %v", got, want)
+	}
+	if after := s.mem.Stats(); after.Creates != before.Creates || after.Creates != len(want) {
+		t.Errorf("creates: %d before the repeated delivery, %d after, want %d", before.Creates, after.Creates, len(want))
+	}
+	last := emu.Deliveries()
+	if d := last[len(last)-1]; d.EventID != deliveries[0].EventID || d.Status != http.StatusOK {
+		t.Errorf("repeated delivery: %+v", d)
+	}
+	// Twelve hooks, coalesced: far fewer job-request reads than hooks.
+	if calls := emu.Calls()["jobrequests"]; calls > 8 {
+		t.Errorf("%d job-request reads for 12 hooks: triggers are not coalescing", calls)
+	}
+	for _, in := range s.mem.All() {
+		if in.Request == 0 || providers.RequestName("linux", in.Request) != in.Name {
+			t.Errorf("instance %s carries request %d", in.Name, in.Request)
+		}
+	}
+}
+
+// TestServeAnswers checks the webhook's statuses through the real server.
+func TestServeAnswers(t *testing.T) {
+	emu := startEmulator(t, adoemu.Options{})
+	s := startServe(t, emu)
+	hook := func(body string) string {
+		return fmt.Sprintf(`{"subscriptionId":"00000000-0000-0000-0000-000000000001","notificationId":1,"id":%q,
+"eventType":"ms.vss-pipelines.job-state-changed-event","publisherId":"pipelines",
+"resource":{"job":{"id":"1b2c3d4e-0000-0000-0000-000000000000","name":"Build","state":"waiting"}},
+"resourceVersion":"5.1-preview.1","resourceContainers":{"account":{"id":"a","baseUrl":%q}},"createdDate":"2026-11-23T09:00:00.000Z"}`, body, emu.OrgURL()+"/")
+	}
+	post := func(body string, auth bool) int {
+		req, _ := http.NewRequest(http.MethodPost, s.url+"/api/webhook/azuredevops", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json; charset=utf-8")
+		if auth {
+			req.SetBasicAuth("azdo", testPassword)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	tests := []struct {
+		name string
+		body string
+		auth bool
+		want int
+	}{
+		{"no credentials", hook("e1"), false, http.StatusUnauthorized},
+		{"too large", `{"id":"x","eventType":"` + strings.Repeat("a", 1<<20) + `"}`, true, http.StatusRequestEntityTooLarge},
+		{"broken json", `{"id":`, true, http.StatusBadRequest},
+		{"unrelated event", `{"id":"e0","eventType":"git.push","resource":{}}`, true, http.StatusAccepted},
+		{"job waiting", hook("e2"), true, http.StatusOK},
+		{"repeat", hook("e2"), true, http.StatusOK},
+	}
+	for _, tc := range tests {
+		if got := post(tc.body, tc.auth); got != tc.want {
+			t.Errorf("%s: status %d, want %d", tc.name, got, tc.want)
+		}
+	}
+	resp, err := http.Get(s.url + "/api/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`agentscaler_webhook_requests_total{event="job_state_changed",outcome="accepted",source="azuredevops"} 1`,
+		`agentscaler_webhook_requests_total{event="job_state_changed",outcome="duplicate",source="azuredevops"} 1`,
+		`outcome="unauthorized"`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+// TestReconcileDryRunJSON: the dry run prints exactly the creates and
+// unregisters the rules give and writes nothing to Azure DevOps.
+func TestReconcileDryRunJSON(t *testing.T) {
+	emu := startEmulator(t, adoemu.Options{})
+	a := emu.QueueJob("Default", adoemu.Job{Demands: []string{"docker"}})
+	b := emu.QueueJob("Default", adoemu.Job{Demands: []string{"Agent.Version -gtVersion 2.163.1"}})
+	emu.QueueJob("Default", adoemu.Job{Demands: []string{"maven"}})
+	emu.RegisterAgent("Default", adoemu.AgentInfo{Name: "linux-r99", Online: false}) // leftover of ours
+	emu.RegisterAgent("Default", adoemu.AgentInfo{Name: "build-vm-01", Online: false})
+	emu.RegisterAgent("Default", adoemu.AgentInfo{Name: "linux-placeholder", Online: false})
+	path := writeConfig(t, emu.OrgURL(), "")
+	writesBefore := emu.Writes()
+
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"reconcile", "--dry-run", "--output", "json", "--config", path}, &stdout, &stderr, testEnv)
+	if err != nil {
+		t.Fatalf("reconcile: %v\n%s", err, stderr.String())
+	}
+	var got []jsonAction
+	sc := bufio.NewScanner(&stdout)
+	for sc.Scan() {
+		var j jsonAction
+		if err := json.Unmarshal(sc.Bytes(), &j); err != nil {
+			t.Fatalf("line %q: %v", sc.Text(), err)
+		}
+		got = append(got, j)
+	}
+	want := []jsonAction{
+		{Action: "create", Pool: "linux", Name: fmt.Sprintf("linux-r%d", a), Request: a, Reason: "waiting_job"},
+		{Action: "create", Pool: "linux", Name: fmt.Sprintf("linux-r%d", b), Request: b, Reason: "waiting_job"},
+		{Action: "unregister", Pool: "linux", Name: "linux-r99", Reason: "offline_leftover"},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("dry run:\n got  %+v\n want %+v", got, want)
+	}
+	if w := emu.Writes(); w != writesBefore {
+		t.Errorf("the dry run wrote to Azure DevOps %d times", w-writesBefore)
+	}
+	if strings.Contains(stdout.String()+stderr.String(), testPAT) {
+		t.Error("the PAT appears in the output")
+	}
+}
+
+func TestValidateListsEveryProblem(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(path, []byte("azuredevops: {url: ftp://x}\nwebhook: {}\npools: [{name: Bad_Name, max_agents: 0}]\n"), 0o600)
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"validate", "--config", path}, &stdout, &stderr, testEnv)
+	if err == nil {
+		t.Fatal("validate accepted a bad file")
+	}
+	for _, key := range []string{"azuredevops.url", "webhook", "pools[0].name", "pools[0].max_agents", "pools[0].azure_pool"} {
+		if !strings.Contains(err.Error(), key) {
+			t.Errorf("problems do not name %s:\n%v", key, err)
+		}
+	}
+	good := writeConfig(t, "http://127.0.0.1:1/contoso", "")
+	stdout.Reset()
+	if err := run(context.Background(), []string{"validate", "--config", good}, &stdout, &stderr, testEnv); err != nil {
+		t.Fatalf("validate refused a good file: %v", err)
+	}
+	if !strings.Contains(stdout.String(), "1 pool") {
+		t.Errorf("validate output: %q", stdout.String())
+	}
+}
+
+func TestUsage(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"bogus"}, &stdout, &stderr, testEnv); exitCode(err) != 2 {
+		t.Errorf("unknown command: %v (exit %d), want a usage error", err, exitCode(err))
+	}
+	if err := run(context.Background(), []string{"version"}, &stdout, &stderr, testEnv); err != nil || !strings.Contains(stdout.String(), "agentscaler") {
+		t.Errorf("version: %v %q", err, stdout.String())
+	}
+	for _, cmd := range []string{"serve", "reconcile", "validate", "demo"} {
+		stderr.Reset()
+		err := run(context.Background(), []string{cmd, "--help"}, &stdout, &stderr, testEnv)
+		if exitCode(err) != 2 || !strings.Contains(stderr.String(), "Usage: agentscaler "+cmd) {
+			t.Errorf("%s --help: %v, %q", cmd, err, stderr.String())
+		}
+	}
+}
+
+// TestDemo runs `agentscaler demo` end to end: every servable job done,
+// nothing left behind.
+func TestDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the demo takes several seconds")
+	}
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"demo", "--timeout", "60s"}, &stdout, &stderr, testEnv); err != nil {
+		t.Fatalf("demo: %v\n%s\n%s", err, stdout.String(), stderr.String())
+	}
+	out := stdout.String()
+	for _, want := range []string{"11 of 11 servable jobs done", "left behind: 0 instances, 0 registered agents of ours"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+}
