@@ -1,0 +1,190 @@
+package scaler
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/agentscaler/agentscaler/internal/adoemu"
+	"github.com/agentscaler/agentscaler/providers"
+	"github.com/agentscaler/agentscaler/providers/memory"
+	"github.com/agentscaler/agentscaler/sources/azuredevops"
+)
+
+const testPAT = "scaler-test-pat"
+
+// fixture is the real loop without HTTP hooks: the Azure DevOps emulator
+// behind the real REST client, the memory provider, and a Scaler.
+type fixture struct {
+	emu *adoemu.Emulator
+	mem *memory.Provider
+	s   *Scaler
+}
+
+func newFixture(t *testing.T, emuOpts adoemu.Options, pol func(*Policy)) *fixture {
+	t.Helper()
+	emuOpts.PAT = testPAT
+	emu := adoemu.New(emuOpts)
+	if _, err := emu.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emu.Close)
+	emu.AddPool("Default")
+	client, err := azuredevops.NewClient(emu.OrgURL(), azuredevops.PAT(testPAT), azuredevops.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := policy()
+	p.Placeholder = true
+	if pol != nil {
+		pol(&p)
+	}
+	mem := memory.New(memory.Options{})
+	s := New(Options{
+		AzureDevOps: client,
+		Logger:      slog.New(slog.DiscardHandler),
+		Pools: []Pool{{
+			Policy: p, AzurePool: "Default", AgentVersion: "4.275.0", Provider: mem, ProviderName: "memory",
+			Spec: func(context.Context) (providers.AgentSpec, error) {
+				return providers.AgentSpec{Image: "azp-agent:linux", Secrets: map[string]string{"AZP_TOKEN": "t"}}, nil
+			},
+		}},
+	})
+	t.Cleanup(s.Wait)
+	return &fixture{emu: emu, mem: mem, s: s}
+}
+
+func names(ins []providers.Instance) []string {
+	var out []string
+	for _, in := range ins {
+		out = append(out, in.Name)
+	}
+	return out
+}
+
+// TestTriggersCoalesce: a burst of triggers for one pool costs one run in
+// flight plus one trailing run, not one run each.
+func TestTriggersCoalesce(t *testing.T) {
+	f := newFixture(t, adoemu.Options{Latency: map[string]time.Duration{adoemu.EndpointJobRequests: 50 * time.Millisecond}}, func(p *Policy) { p.MaxAgents = 50 })
+	for range 20 {
+		f.emu.QueueJob("Default", adoemu.Job{Demands: []string{"docker"}})
+	}
+	var wg sync.WaitGroup
+	for range 1000 {
+		wg.Add(1)
+		go func() { defer wg.Done(); f.s.Trigger("linux") }()
+	}
+	wg.Wait()
+	f.s.Wait()
+	if calls := f.emu.Calls()[adoemu.EndpointJobRequests]; calls < 1 || calls > 3 {
+		t.Errorf("1000 triggers made %d job-request reads, want 1 to 3", calls)
+	}
+	if got := len(f.mem.All()); got != 20 {
+		t.Errorf("%d instances for 20 waiting jobs", got)
+	}
+	// A Run after the burst is answered by a run that starts after it.
+	before := f.emu.Calls()[adoemu.EndpointJobRequests]
+	if err := f.s.Run(context.Background(), "linux"); err != nil {
+		t.Fatal(err)
+	}
+	if after := f.emu.Calls()[adoemu.EndpointJobRequests]; after != before+1 {
+		t.Errorf("Run made %d reads, want 1", after-before)
+	}
+}
+
+// TestReconcileAppliesEveryKind runs one reconcile that creates, deletes,
+// unregisters and registers the placeholder, against the emulator.
+func TestReconcileAppliesEveryKind(t *testing.T) {
+	f := newFixture(t, adoemu.Options{}, nil)
+	id := f.emu.QueueJob("Default", adoemu.Job{Demands: []string{"docker"}})
+	f.emu.RegisterAgent("Default", adoemu.AgentInfo{Name: "linux-r77", Online: false})
+	f.emu.RegisterAgent("Default", adoemu.AgentInfo{Name: "build-vm-01", Online: false})
+	if _, err := f.mem.Create(context.Background(), providers.AgentSpec{Name: "linux-r5", Pool: "linux", Request: 5}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.mem.Exit("linux-r5", 0); err != nil {
+		t.Fatal(err)
+	}
+
+	res, err := f.s.Reconcile(context.Background(), "linux")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := render(res.Decision.Actions); len(got) != 4 {
+		t.Errorf("actions %q, want a create, a delete, an unregister and a placeholder", got)
+	}
+	if got, want := names(f.mem.All()), []string{providers.RequestName("linux", id)}; !slices.Equal(got, want) {
+		t.Errorf("instances %v, want %v", got, want)
+	}
+	in, _ := f.mem.Get(providers.RequestName("linux", id))
+	if in.Request != id {
+		t.Errorf("instance carries request %d, want %d", in.Request, id)
+	}
+	var agents []string
+	for _, a := range f.emu.Agents("Default") {
+		agents = append(agents, a.Name)
+	}
+	slices.Sort(agents)
+	if want := []string{"build-vm-01", "linux-placeholder"}; !slices.Equal(agents, want) {
+		t.Errorf("agents %v, want %v", agents, want)
+	}
+	// A second pass finds nothing to do: the plan converged.
+	res, err = f.s.Reconcile(context.Background(), "linux")
+	if err != nil || len(res.Decision.Actions) != 0 {
+		t.Errorf("second pass: %v, actions %q", err, render(res.Decision.Actions))
+	}
+}
+
+// TestApplyFailures: one failing create never blocks the others; retryable
+// errors are tried again, permanent ones are reported with their reason.
+func TestApplyFailures(t *testing.T) {
+	f := newFixture(t, adoemu.Options{}, func(p *Policy) { p.Placeholder = false })
+	for range 5 {
+		f.emu.QueueJob("Default", adoemu.Job{})
+	}
+	f.mem.FailNext(memory.OpCreate, &providers.Error{Op: "create", Reason: "throttled", Retryable: true, RetryAfter: 10 * time.Millisecond, Err: errors.New("429")})
+	f.mem.FailNext(memory.OpCreate, &providers.Error{Op: "create", Reason: "image", Err: errors.New("manifest unknown")})
+
+	res, err := f.s.Reconcile(context.Background(), "linux")
+	if err == nil {
+		t.Fatal("a permanent failure was not reported")
+	}
+	if len(res.Failed) != 1 {
+		t.Fatalf("%d failed actions, want 1: %+v", len(res.Failed), res.Failed)
+	}
+	if _, _, reason := providers.Classify(res.Failed[0].Err); reason != "image" {
+		t.Errorf("failure reason %q, want image", reason)
+	}
+	if got := len(f.mem.All()); got != 4 {
+		t.Errorf("%d instances, want 4: the throttled create retried, the broken one alone failed", got)
+	}
+	// The next pass creates the one that failed.
+	if _, err := f.s.Reconcile(context.Background(), "linux"); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(f.mem.All()); got != 5 {
+		t.Errorf("%d instances after the next pass, want 5", got)
+	}
+}
+
+// TestPlanWritesNothing: Plan reads Azure DevOps and the provider only.
+func TestPlanWritesNothing(t *testing.T) {
+	f := newFixture(t, adoemu.Options{}, nil)
+	f.emu.QueueJob("Default", adoemu.Job{})
+	f.emu.RegisterAgent("Default", adoemu.AgentInfo{Name: "linux-r3", Online: false})
+	before := f.emu.Writes()
+	d, err := f.s.Plan(context.Background(), "linux")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Actions) != 3 {
+		t.Errorf("plan %q, want create, unregister and placeholder", render(d.Actions))
+	}
+	if f.emu.Writes() != before || len(f.mem.All()) != 0 {
+		t.Errorf("Plan changed something: %d writes, %d instances", f.emu.Writes()-before, len(f.mem.All()))
+	}
+}
