@@ -1,7 +1,6 @@
 package functions
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -11,25 +10,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/agentscaler/agentscaler/internal/syncbuf"
 )
-
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // signalWriter closes ch on the first log line containing msg.
 type signalWriter struct {
@@ -90,7 +73,7 @@ func startServe(t *testing.T, o ServeOptions) (addr string, stop func() error) {
 func TestServeUnderFunctionsHost(t *testing.T) {
 	port := freePort(t)
 	r := &fakeReconciler{pools: []string{"linux"}, ran: make(chan struct{}, 16)}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	addr, stop := startServe(t, ServeOptions{
 		Handler:    NewHandler(Options{Reconciler: r, Logger: log}),

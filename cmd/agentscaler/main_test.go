@@ -13,12 +13,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/agentscaler/agentscaler/config"
 	"github.com/agentscaler/agentscaler/internal/adoemu"
+	"github.com/agentscaler/agentscaler/internal/syncbuf"
 	"github.com/agentscaler/agentscaler/providers"
 	"github.com/agentscaler/agentscaler/providers/memory"
 )
@@ -72,29 +72,11 @@ pools:
 	return path
 }
 
-// syncBuffer collects log output from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // serving is a running `serve` with a memory provider the test can inspect.
 type serving struct {
 	url  string
 	mem  *memory.Provider
-	logs *syncBuffer
+	logs *syncbuf.Buffer
 }
 
 func startServe(t *testing.T, emu *adoemu.Emulator) *serving {
@@ -103,7 +85,7 @@ func startServe(t *testing.T, emu *adoemu.Emulator) *serving {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	mem := memory.New(memory.Options{})
 	a, err := newApp(cfg, log, testEnv, deps{providers: map[string]providers.Provider{"memory": mem}})

@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/agentscaler/agentscaler/internal/syncbuf"
 )
 
 // The JSON below follows answers of dev.azure.com (field names, the {count,
@@ -107,29 +109,11 @@ func (o *clientObserved) snapshot() []string {
 	return append([]string(nil), o.calls...)
 }
 
-// clientLogBuffer is a goroutine-safe log sink.
-type clientLogBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *clientLogBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *clientLogBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 type clientFixture struct {
 	c    *Client
 	srv  *httptest.Server
 	obs  *clientObserved
-	logs *clientLogBuffer
+	logs *syncbuf.Buffer
 }
 
 // clientNew starts handler on a loopback server and returns a client for the
@@ -139,7 +123,7 @@ func clientNew(t *testing.T, handler http.Handler, opts Options) clientFixture {
 	srv := httptest.NewServer(handler)
 	t.Cleanup(srv.Close)
 	obs := &clientObserved{}
-	logs := &clientLogBuffer{}
+	logs := &syncbuf.Buffer{}
 	opts.Observe = obs.observe
 	opts.ObserveRateLimit = obs.rateLimit
 	opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))

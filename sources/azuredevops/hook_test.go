@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/agentscaler/agentscaler/internal/syncbuf"
 )
 
 const (
@@ -153,28 +155,10 @@ func (rec *hookRecorder) snapshot() ([]Event, []string) {
 	return append([]Event(nil), rec.accepted...), append([]string(nil), rec.observed...)
 }
 
-// hookLogBuffer collects log output written by the server's goroutines.
-type hookLogBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *hookLogBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *hookLogBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type hookEnv struct {
 	url   string
 	rec   *hookRecorder
-	logs  *hookLogBuffer
+	logs  *syncbuf.Buffer
 	clock *hookClock
 }
 
@@ -198,7 +182,7 @@ func (c *hookClock) Advance(d time.Duration) {
 
 func hookServer(t *testing.T, auth Authenticator) *hookEnv {
 	t.Helper()
-	env := &hookEnv{rec: &hookRecorder{}, logs: &hookLogBuffer{}, clock: &hookClock{now: time.Date(2025, 3, 14, 9, 42, 12, 0, time.UTC)}}
+	env := &hookEnv{rec: &hookRecorder{}, logs: &syncbuf.Buffer{}, clock: &hookClock{now: time.Date(2025, 3, 14, 9, 42, 12, 0, time.UTC)}}
 	h := &HookHandler{
 		Auth:    auth,
 		Dedup:   NewDedup(100, time.Hour),
