@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentscaler/agentscaler/internal/fakeclock"
 	"github.com/agentscaler/agentscaler/providers"
 	"github.com/agentscaler/agentscaler/providers/memory"
 	"github.com/agentscaler/agentscaler/providers/providertest"
@@ -26,24 +27,6 @@ func TestConformance(t *testing.T) {
 		},
 		Wait: 5 * time.Second,
 	})
-}
-
-// clock is a manual clock standing in for the simulator's virtual time.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
 }
 
 var t0 = time.Date(2025, 3, 1, 9, 0, 0, 0, time.UTC)
@@ -67,7 +50,7 @@ func create(t *testing.T, p *memory.Provider, spec providers.AgentSpec) provider
 }
 
 func TestStartLatency(t *testing.T) {
-	c := &clock{now: t0}
+	c := fakeclock.New(t0)
 	p := memory.New(memory.Options{
 		Now: c.Now,
 		// Warm agents come from a cached image; request agents take longer.
@@ -123,7 +106,7 @@ func TestStartLatency(t *testing.T) {
 }
 
 func TestExitBeforeStart(t *testing.T) {
-	c := &clock{now: t0}
+	c := fakeclock.New(t0)
 	p := memory.New(memory.Options{Now: c.Now, StartLatency: func(providers.AgentSpec) time.Duration { return time.Minute }})
 	create(t, p, providers.AgentSpec{Name: "linux-r1", Pool: "linux", Request: 1})
 	c.Advance(10 * time.Second)

@@ -14,6 +14,8 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+
+	"github.com/agentscaler/agentscaler/internal/fakeclock"
 )
 
 // authFakeCredential stands in for an azidentity credential (managed,
@@ -47,27 +49,9 @@ func (f *authFakeCredential) GetToken(ctx context.Context, opts policy.TokenRequ
 	return azcore.AccessToken{Token: fmt.Sprintf("eyJ0eXAiOiJKV1Qi.token-%d", n), ExpiresOn: f.now().Add(f.ttl)}, nil
 }
 
-// authClock is a settable clock.
-type authClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *authClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *authClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func authEntra(cred *authFakeCredential, clock *authClock) Authorizer {
+func authEntra(cred *authFakeCredential, clock *fakeclock.Clock) Authorizer {
 	a := Entra(cred).(*entraAuth)
-	a.now = clock.now
+	a.now = clock.Now
 	return a
 }
 
@@ -97,8 +81,8 @@ func TestAuthPATHeader(t *testing.T) {
 }
 
 func TestAuthStringsRedacted(t *testing.T) {
-	clock := &authClock{t: time.Date(2024, 5, 2, 10, 0, 0, 0, time.UTC)}
-	cred := &authFakeCredential{ttl: time.Hour, now: clock.now}
+	clock := fakeclock.New(time.Date(2024, 5, 2, 10, 0, 0, 0, time.UTC))
+	cred := &authFakeCredential{ttl: time.Hour, now: clock.Now}
 	entra := authEntra(cred, clock)
 	if _, err := entra.Authorization(t.Context()); err != nil {
 		t.Fatal(err)
@@ -121,8 +105,8 @@ func TestAuthStringsRedacted(t *testing.T) {
 }
 
 func TestAuthEntraCachesToken(t *testing.T) {
-	clock := &authClock{t: time.Date(2024, 5, 2, 10, 0, 0, 0, time.UTC)}
-	cred := &authFakeCredential{ttl: time.Hour, now: clock.now, scopes: make(chan []string, 4)}
+	clock := fakeclock.New(time.Date(2024, 5, 2, 10, 0, 0, 0, time.UTC))
+	cred := &authFakeCredential{ttl: time.Hour, now: clock.Now, scopes: make(chan []string, 4)}
 	a := authEntra(cred, clock)
 	for range 3 {
 		h, err := a.Authorization(t.Context())
@@ -132,7 +116,7 @@ func TestAuthEntraCachesToken(t *testing.T) {
 		if h != "Bearer eyJ0eXAiOiJKV1Qi.token-1" {
 			t.Errorf("header %q, want the first token reused", h)
 		}
-		clock.advance(10 * time.Minute)
+		clock.Advance(10 * time.Minute)
 	}
 	if n := cred.calls.Load(); n != 1 {
 		t.Errorf("GetToken called %d times, want 1", n)
@@ -143,8 +127,8 @@ func TestAuthEntraCachesToken(t *testing.T) {
 }
 
 func TestAuthEntraRefreshesBeforeExpiry(t *testing.T) {
-	clock := &authClock{t: time.Date(2024, 5, 2, 10, 0, 0, 0, time.UTC)}
-	cred := &authFakeCredential{ttl: time.Hour, now: clock.now}
+	clock := fakeclock.New(time.Date(2024, 5, 2, 10, 0, 0, 0, time.UTC))
+	cred := &authFakeCredential{ttl: time.Hour, now: clock.Now}
 	a := authEntra(cred, clock)
 	get := func() string {
 		t.Helper()
@@ -155,17 +139,17 @@ func TestAuthEntraRefreshesBeforeExpiry(t *testing.T) {
 		return h
 	}
 	get()
-	clock.advance(54*time.Minute + 59*time.Second) // 5m01s left: still good
+	clock.Advance(54*time.Minute + 59*time.Second) // 5m01s left: still good
 	if h := get(); !strings.HasSuffix(h, "token-1") {
 		t.Errorf("refreshed too early: %s", h)
 	}
-	clock.advance(2 * time.Second) // 4m59s left: inside the margin
+	clock.Advance(2 * time.Second) // 4m59s left: inside the margin
 	if h := get(); !strings.HasSuffix(h, "token-2") {
 		t.Errorf("not refreshed 5 minutes before expiry: %s", h)
 	}
 
 	// A token that is born inside the margin is never reused.
-	short := &authFakeCredential{ttl: 4 * time.Minute, now: clock.now}
+	short := &authFakeCredential{ttl: 4 * time.Minute, now: clock.Now}
 	b := authEntra(short, clock)
 	for range 2 {
 		if _, err := b.Authorization(t.Context()); err != nil {
@@ -178,8 +162,8 @@ func TestAuthEntraRefreshesBeforeExpiry(t *testing.T) {
 }
 
 func TestAuthEntraOneRefreshAtATime(t *testing.T) {
-	clock := &authClock{t: time.Date(2024, 5, 2, 10, 0, 0, 0, time.UTC)}
-	cred := &authFakeCredential{ttl: time.Hour, now: clock.now, entered: make(chan struct{}, 64), release: make(chan struct{})}
+	clock := fakeclock.New(time.Date(2024, 5, 2, 10, 0, 0, 0, time.UTC))
+	cred := &authFakeCredential{ttl: time.Hour, now: clock.Now, entered: make(chan struct{}, 64), release: make(chan struct{})}
 	a := authEntra(cred, clock)
 	const n = 32
 	var started, done sync.WaitGroup
@@ -209,9 +193,9 @@ func TestAuthEntraOneRefreshAtATime(t *testing.T) {
 }
 
 func TestAuthEntraErrors(t *testing.T) {
-	clock := &authClock{t: time.Date(2024, 5, 2, 10, 0, 0, 0, time.UTC)}
+	clock := fakeclock.New(time.Date(2024, 5, 2, 10, 0, 0, 0, time.UTC))
 	boom := errors.New("ManagedIdentityCredential: no identity endpoint")
-	cred := &authFakeCredential{ttl: time.Hour, now: clock.now, err: boom}
+	cred := &authFakeCredential{ttl: time.Hour, now: clock.Now, err: boom}
 	a := authEntra(cred, clock)
 	for range 2 {
 		_, err := a.Authorization(t.Context())
@@ -224,7 +208,7 @@ func TestAuthEntraErrors(t *testing.T) {
 	}
 
 	// A caller waiting behind a slow refresh gives up with its own context.
-	slow := &authFakeCredential{ttl: time.Hour, now: clock.now, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	slow := &authFakeCredential{ttl: time.Hour, now: clock.Now, entered: make(chan struct{}, 1), release: make(chan struct{})}
 	b := authEntra(slow, clock)
 	go b.Authorization(context.Background())
 	<-slow.entered
@@ -237,8 +221,8 @@ func TestAuthEntraErrors(t *testing.T) {
 }
 
 func TestAuthEntraWithClient(t *testing.T) {
-	clock := &authClock{t: time.Now()}
-	cred := &authFakeCredential{ttl: time.Hour, now: clock.now}
+	clock := fakeclock.New(time.Now())
+	cred := &authFakeCredential{ttl: time.Hour, now: clock.Now}
 	var got []string
 	var mu sync.Mutex
 	srv := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

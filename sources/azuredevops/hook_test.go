@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentscaler/agentscaler/internal/fakeclock"
 	"github.com/agentscaler/agentscaler/internal/syncbuf"
 )
 
@@ -159,30 +160,12 @@ type hookEnv struct {
 	url   string
 	rec   *hookRecorder
 	logs  *syncbuf.Buffer
-	clock *hookClock
-}
-
-// hookClock is the handler's clock, moved by the test.
-type hookClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *hookClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *hookClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+	clock *fakeclock.Clock
 }
 
 func hookServer(t *testing.T, auth Authenticator) *hookEnv {
 	t.Helper()
-	env := &hookEnv{rec: &hookRecorder{}, logs: &syncbuf.Buffer{}, clock: &hookClock{now: time.Date(2025, 3, 14, 9, 42, 12, 0, time.UTC)}}
+	env := &hookEnv{rec: &hookRecorder{}, logs: &syncbuf.Buffer{}, clock: fakeclock.New(time.Date(2025, 3, 14, 9, 42, 12, 0, time.UTC))}
 	h := &HookHandler{
 		Auth:    auth,
 		Dedup:   NewDedup(100, time.Hour),
