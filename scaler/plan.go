@@ -237,13 +237,10 @@ func Plan(p Policy, o Observation) Decision {
 		if used[in.Name] {
 			continue
 		}
-		a, registered := agents[in.Name]
 		switch {
 		case in.Slot > 0 && idle >= p.MinIdle:
-			if !registered || !a.Online() || a.AssignedRequest == nil {
-				del(in, ReasonExcessWarm)
-				live--
-			}
+			del(in, ReasonExcessWarm)
+			live--
 		case in.Request > 0 && !unfinished[in.Request] && in.Slot == 0 && idle >= p.MinIdle:
 			del(in, ReasonRequestGone)
 			live--
