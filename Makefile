@@ -14,7 +14,7 @@ build:
 run: build
 	$(BIN) demo
 
-# Installs what the tests need (promtool) when missing, then runs every test with the race detector.
+# Installs what the tests need (Debian prometheus, prometheus-pushgateway) when missing, then runs every test with the race detector.
 test: deps
 	CI=$${CI:-} $(GO) test -race -count=1 ./...
 
@@ -33,11 +33,15 @@ package:
 	for f in webhook reconcile metrics; do mkdir -p dist/functionapp/$$f && cp functions/$$f/function.json dist/functionapp/$$f/; done
 	cd dist/functionapp && rm -f ../functionapp.zip && python3 -m zipfile -c ../functionapp.zip host.json agentscaler webhook reconcile metrics
 
+# Debian packages the tests run for real: promtool and Prometheus, the Pushgateway.
 deps:
-	@command -v promtool >/dev/null 2>&1 || { \
-	  echo "installing promtool (Debian package prometheus)"; \
+	@need=""; command -v promtool >/dev/null 2>&1 || need="$$need prometheus"; \
+	command -v prometheus-pushgateway >/dev/null 2>&1 || need="$$need prometheus-pushgateway"; \
+	if [ -n "$$need" ]; then \
+	  echo "installing$$need (Debian)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	  $$SUDO apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$need >/dev/null; \
+	fi
 
 clean:
 	rm -rf bin dist
