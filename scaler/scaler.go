@@ -70,6 +70,9 @@ type Scaler struct {
 	mu     sync.Mutex
 	flight map[string]*flight
 	wg     sync.WaitGroup
+	// assigned holds, per pool, the requests whose queue-to-assignment time
+	// this process has recorded; it only ever holds current assignments.
+	assigned map[string]map[int64]bool
 }
 
 // New returns a Scaler; it starts nothing until triggered.
@@ -94,7 +97,7 @@ func New(opt Options) *Scaler {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	s := &Scaler{opt: opt, pools: map[string]*Pool{}, log: opt.Logger, flight: map[string]*flight{}}
+	s := &Scaler{opt: opt, pools: map[string]*Pool{}, log: opt.Logger, flight: map[string]*flight{}, assigned: map[string]map[int64]bool{}}
 	for i := range opt.Pools {
 		p := &opt.Pools[i]
 		s.pools[p.Pool] = p
@@ -197,6 +200,7 @@ func (s *Scaler) Reconcile(ctx context.Context, pool string) (Result, error) {
 	for _, msg := range res.Decision.Problems {
 		s.log.Warn("unparsable demand", "pool", pool, "problem", msg)
 	}
+	s.observeAssignments(pool, o.Agents)
 	s.opt.Metrics.SetWaitingJobs(pool, res.Decision.Waiting)
 	s.opt.Metrics.SetAgents(pool, res.Decision.Agents)
 	res.Failed = s.apply(ctx, p, res.Decision.Actions)
@@ -211,6 +215,26 @@ func (s *Scaler) Reconcile(ctx context.Context, pool string) (Result, error) {
 		return res, fmt.Errorf("pool %s: %d of %d actions failed: %w", pool, len(res.Failed), len(res.Decision.Actions), res.Failed[0].Err)
 	}
 	return res, nil
+}
+
+// observeAssignments records how long each newly assigned job waited, once
+// per request in this process. A process that starts while jobs run records
+// those once too.
+func (s *Scaler) observeAssignments(pool string, agents []azuredevops.Agent) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen, now := s.assigned[pool], map[int64]bool{}
+	for _, a := range agents {
+		r := a.AssignedRequest
+		if r == nil || r.AssignTime == nil || r.QueueTime.IsZero() {
+			continue
+		}
+		now[r.RequestID] = true
+		if !seen[r.RequestID] {
+			s.opt.Metrics.QueuedToAssigned(pool, r.AssignTime.Sub(r.QueueTime))
+		}
+	}
+	s.assigned[pool] = now
 }
 
 // apply runs the actions with bounded parallelism; one failure never blocks

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/agentscaler/agentscaler/internal/adoemu"
+	"github.com/agentscaler/agentscaler/metrics"
 	"github.com/agentscaler/agentscaler/providers"
 	"github.com/agentscaler/agentscaler/providers/memory"
 	"github.com/agentscaler/agentscaler/sources/azuredevops"
@@ -46,6 +47,7 @@ func newFixture(t *testing.T, emuOpts adoemu.Options, pol func(*Policy)) *fixtur
 	mem := memory.New(memory.Options{})
 	s := New(Options{
 		AzureDevOps: client,
+		Metrics:     metrics.New("test"),
 		Logger:      slog.New(slog.DiscardHandler),
 		Pools: []Pool{{
 			Policy: p, AzurePool: "Default", AgentVersion: "4.275.0", Provider: mem, ProviderName: "memory",
@@ -186,5 +188,36 @@ func TestPlanWritesNothing(t *testing.T) {
 	}
 	if f.emu.Writes() != before || len(f.mem.All()) != 0 {
 		t.Errorf("Plan changed something: %d writes, %d instances", f.emu.Writes()-before, len(f.mem.All()))
+	}
+}
+
+// TestQueuedToAssignedOncePerJob: the wait of a job is recorded when it is
+// first seen assigned, and never again on later passes.
+func TestQueuedToAssignedOncePerJob(t *testing.T) {
+	f := newFixture(t, adoemu.Options{}, nil)
+	id := f.emu.QueueJob("Default", adoemu.Job{})
+	f.emu.RegisterAgent("Default", adoemu.AgentInfo{Name: "build-vm-01", Online: true})
+	if err := f.emu.Assign(id, "build-vm-01"); err != nil {
+		t.Fatal(err)
+	}
+	count := func() uint64 {
+		mfs, err := f.s.opt.Metrics.Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "agentscaler_job_queued_to_assigned_seconds" {
+				return mf.GetMetric()[0].GetHistogram().GetSampleCount()
+			}
+		}
+		return 0
+	}
+	for pass := 1; pass <= 2; pass++ {
+		if _, err := f.s.Reconcile(context.Background(), "linux"); err != nil {
+			t.Fatal(err)
+		}
+		if got := count(); got != 1 {
+			t.Errorf("pass %d: %d queue-to-assignment samples, want 1", pass, got)
+		}
 	}
 }
