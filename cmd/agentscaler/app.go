@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"strings"
 	"time"
@@ -170,9 +171,9 @@ func identityChain(clientID, tenantID string, getenv func(string) string) (azcor
 // travels as a secret: the PAT, or a short-lived Entra token minted now.
 func (a *app) specFunc(pc config.Pool) func(context.Context) (providers.AgentSpec, error) {
 	mem, _ := pc.Agent.MemoryMB()
-	env := map[string]string{}
-	for k, v := range pc.Agent.Env {
-		env[k] = v
+	env := maps.Clone(pc.Agent.Env)
+	if env == nil {
+		env = map[string]string{}
 	}
 	env["AZP_URL"] = a.cfg.AzureDevOps.URL
 	env["AZP_POOL"] = pc.AzurePool

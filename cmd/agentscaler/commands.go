@@ -123,11 +123,11 @@ func (a *app) reconcileOnce(ctx context.Context, dryRun, asJSON bool, stdout io.
 				failed[string(f.Action.Kind)+" "+f.Action.Name] = f.Err
 			}
 		}
-		if err != nil && len(d.Actions) == 0 {
+		if err != nil {
 			errs = append(errs, err)
-			continue
-		} else if err != nil {
-			errs = append(errs, err)
+			if len(d.Actions) == 0 {
+				continue // nothing was planned: observing the pool failed
+			}
 		}
 		for _, act := range d.Actions {
 			ferr := failed[string(act.Kind)+" "+act.Name]

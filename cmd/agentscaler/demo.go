@@ -15,6 +15,7 @@ import (
 	"github.com/agentscaler/agentscaler/internal/adoemu"
 	"github.com/agentscaler/agentscaler/providers"
 	"github.com/agentscaler/agentscaler/providers/memory"
+	"github.com/agentscaler/agentscaler/sources/azuredevops"
 )
 
 // demoJob is one job of the demo workload.
@@ -103,7 +104,9 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, _ fun
 	emu.Subscribe(adoemu.Subscription{URL: "http://" + addr + "/api/webhook/azuredevops", Username: "azdo", Password: env["AGENTSCALER_WEBHOOK_PASSWORD"]})
 	fmt.Fprintf(stdout, "Azure DevOps emulator at %s, agentscaler serving on http://%s, provider: memory (agents simulated in process)\n", emu.OrgURL(), addr)
 
-	d := &demo{emu: emu, mem: mem, created: map[string]time.Time{}, seen: map[string]bool{}, runs: map[int64]time.Duration{}}
+	pc := cfg.Pools[0]
+	d := &demo{emu: emu, mem: mem, caps: azuredevops.PoolCapabilities(pc.Capabilities, pc.AgentVersion),
+		created: map[string]time.Time{}, seen: map[string]bool{}, runs: map[int64]time.Duration{}}
 	start := time.Now()
 	jobs := demoWorkload()
 	next := 0
@@ -150,6 +153,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, _ fun
 type demo struct {
 	emu     *adoemu.Emulator
 	mem     *memory.Provider
+	caps    map[string]string       // what the pool's agents offer
 	created map[string]time.Time    // instance name -> created
 	seen    map[string]bool         // registered
 	runs    map[int64]time.Duration // how long each job runs
@@ -160,8 +164,7 @@ func (d *demo) agents() {
 		d.created[in.Name] = in.Created
 		if in.State == providers.StateRunning && !d.seen[in.Name] {
 			d.seen[in.Name] = true
-			d.emu.RegisterAgent("Default", adoemu.AgentInfo{Name: in.Name, Online: true,
-				SystemCapabilities: map[string]string{"Agent.OS": "Linux", "docker": ""}})
+			d.emu.RegisterAgent("Default", adoemu.AgentInfo{Name: in.Name, Online: true, SystemCapabilities: d.caps})
 		}
 	}
 	requests := map[int64]adoemu.Request{}
@@ -186,8 +189,7 @@ type demoStatus struct {
 func (d *demo) status() demoStatus {
 	var s demoStatus
 	for _, r := range d.emu.Requests("Default") {
-		servable := !slices.ContainsFunc(r.Demands, func(x string) bool { return strings.Contains(x, "Windows_NT") || x == "cuda" })
-		if !servable {
+		if ok, _ := azuredevops.Satisfies(d.caps, r.Demands); !ok {
 			continue
 		}
 		s.servable++
