@@ -80,30 +80,6 @@ type Pool struct {
 	Kubernetes *Kubernetes `yaml:"kubernetes"`
 }
 
-// Docker holds the Docker provider's settings.
-type Docker struct {
-	Host    string `yaml:"host"`    // DOCKER_HOST when empty
-	Network string `yaml:"network"` // host | none | a user network
-	Pull    string `yaml:"pull"`    // always | missing | never
-}
-
-// ACI holds the Azure Container Instances provider's settings.
-type ACI struct {
-	SubscriptionID string   `yaml:"subscription_id"`
-	ResourceGroup  string   `yaml:"resource_group"`
-	Location       string   `yaml:"location"`
-	SubnetIDs      []string `yaml:"subnet_ids"`
-	OSType         string   `yaml:"os_type"` // Linux | Windows
-}
-
-// Kubernetes holds the Kubernetes provider's settings.
-type Kubernetes struct {
-	Namespace   string `yaml:"namespace"`
-	TokenSecret string `yaml:"token_secret"` // Secret holding AZP_TOKEN, by reference
-	Kubeconfig  string `yaml:"kubeconfig"`   // in-cluster config when empty
-	Context     string `yaml:"context"`
-}
-
 // Agent describes the container that runs one agent.
 type Agent struct {
 	Image  string            `yaml:"image"`

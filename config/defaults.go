@@ -79,25 +79,20 @@ func applyDefaults(c *Config, set func(key string) bool) {
 		if p.Docker == nil && p.Provider == "docker" {
 			p.Docker = &Docker{}
 		}
-		if d := p.Docker; d != nil {
-			if d.Network == "" {
-				d.Network = DefaultDockerNetwork
-			}
-			if d.Pull == "" {
-				d.Pull = DefaultDockerPull
-			}
+		if p.Docker != nil {
+			p.Docker.defaults()
 		}
 		if p.ACI == nil && p.Provider == "aci" {
 			p.ACI = &ACI{}
 		}
-		if a := p.ACI; a != nil && a.OSType == "" {
-			a.OSType = DefaultACIOSType
+		if p.ACI != nil {
+			p.ACI.defaults()
 		}
 		if p.Kubernetes == nil && p.Provider == "kubernetes" {
 			p.Kubernetes = &Kubernetes{}
 		}
-		if k := p.Kubernetes; k != nil && k.Namespace == "" {
-			k.Namespace = DefaultKubernetesNamespace
+		if p.Kubernetes != nil {
+			p.Kubernetes.defaults()
 		}
 	}
 }

@@ -327,41 +327,13 @@ func (v *validator) providerSections(key string, p Pool) {
 			v.add(key+"."+s.name, "is set, but provider is %s; remove it or set provider: %s", p.Provider, s.name)
 		}
 	}
-	if d := p.Docker; d != nil && p.Provider == "docker" {
-		v.oneOf(key+".docker.pull", d.Pull, pullPolicies)
-	}
-	if a := p.ACI; a != nil && p.Provider == "aci" {
-		k := key + ".aci."
-		switch {
-		case a.SubscriptionID == "":
-			v.add(k+"subscription_id", "required when provider is aci: the subscription that holds the container groups")
-		case !guidRE.MatchString(a.SubscriptionID):
-			v.add(k+"subscription_id", "must be a subscription id (a GUID)")
-		}
-		if a.ResourceGroup == "" {
-			v.add(k+"resource_group", "required when provider is aci: the resource group for the container groups")
-		}
-		if a.Location == "" {
-			v.add(k+"location", "required when provider is aci: an Azure region, such as westeurope")
-		}
-		v.oneOf(k+"os_type", a.OSType, osTypes)
-		for i, id := range a.SubnetIDs {
-			if !strings.HasPrefix(strings.ToLower(id), "/subscriptions/") || !strings.Contains(strings.ToLower(id), "/subnets/") {
-				v.add(fmt.Sprintf("%ssubnet_ids[%d]", k, i), "must be a subnet resource id: /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.Network/virtualNetworks/<vnet>/subnets/<subnet>")
-			}
-		}
-	}
-	if kc := p.Kubernetes; kc != nil && p.Provider == "kubernetes" {
-		k := key + ".kubernetes."
-		if !dnsLabelRE.MatchString(kc.Namespace) {
-			v.add(k+"namespace", "must be a Kubernetes namespace name: lowercase letters, digits and '-', at most 63 characters (got %q)", kc.Namespace)
-		}
-		switch {
-		case kc.TokenSecret == "":
-			v.add(k+"token_secret", "required when provider is kubernetes: the Secret that holds AZP_TOKEN for the agents")
-		case !dnsSubdomRE.MatchString(kc.TokenSecret):
-			v.add(k+"token_secret", "must be a Kubernetes Secret name: lowercase letters, digits, '-' and '.' (got %q)", kc.TokenSecret)
-		}
+	switch {
+	case p.Provider == "docker" && p.Docker != nil:
+		v.docker(key+".docker.", p.Docker)
+	case p.Provider == "aci" && p.ACI != nil:
+		v.aci(key+".aci.", p.ACI)
+	case p.Provider == "kubernetes" && p.Kubernetes != nil:
+		v.kubernetes(key+".kubernetes.", p.Kubernetes)
 	}
 }
 

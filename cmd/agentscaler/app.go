@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,28 +25,42 @@ import (
 // app is the wired autoscaler: configuration, Azure DevOps client,
 // providers, scaler and metrics.
 type app struct {
-	cfg       *config.Config
-	getenv    func(string) string
-	log       *slog.Logger
-	metrics   *metrics.Metrics
-	ado       *azuredevops.Client
-	auth      azuredevops.Authorizer
-	scaler    *scaler.Scaler
-	providers map[string]providers.Provider // by provider name
+	cfg     *config.Config
+	getenv  func(string) string
+	log     *slog.Logger
+	metrics *metrics.Metrics
+	ado     *azuredevops.Client
+	auth    azuredevops.Authorizer
+	scaler  *scaler.Scaler
 }
 
 // deps lets tests and the demo hand in what would otherwise be built from
 // the configuration.
 type deps struct {
-	providers map[string]providers.Provider
+	providers map[string]providers.Provider // by provider name, shared by the pools that name it
 	auth      azuredevops.Authorizer
 }
 
-func newApp(cfg *config.Config, log *slog.Logger, getenv func(string) string, d deps) (*app, error) {
-	a := &app{cfg: cfg, getenv: getenv, log: log, metrics: metrics.New(version), providers: d.providers}
-	if a.providers == nil {
-		a.providers = map[string]providers.Provider{}
-	}
+// providerEnv is what a provider factory may use beyond its pool's settings.
+type providerEnv struct {
+	getenv func(string) string
+	log    *slog.Logger
+}
+
+// providerFactory builds the provider of one pool from its settings.
+type providerFactory func(ctx context.Context, pool config.Pool, env providerEnv) (providers.Provider, error)
+
+// providerFactories holds the providers compiled into this build, by the
+// name pools give in `provider:`. Each provider adds itself from its own
+// file, so that a build tag can leave it out of a build.
+var providerFactories = map[string]providerFactory{
+	"memory": func(context.Context, config.Pool, providerEnv) (providers.Provider, error) {
+		return memory.New(memory.Options{}), nil
+	},
+}
+
+func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv func(string) string, d deps) (*app, error) {
+	a := &app{cfg: cfg, getenv: getenv, log: log, metrics: metrics.New(version)}
 	a.auth = d.auth
 	if a.auth == nil {
 		var err error
@@ -67,7 +82,7 @@ func newApp(cfg *config.Config, log *slog.Logger, getenv func(string) string, d 
 
 	var pools []scaler.Pool
 	for _, pc := range cfg.Pools {
-		prov, err := a.provider(pc.Provider)
+		prov, err := a.provider(ctx, pc, d.providers)
 		if err != nil {
 			return nil, fmt.Errorf("pool %s: %w", pc.Name, err)
 		}
@@ -97,19 +112,20 @@ func newApp(cfg *config.Config, log *slog.Logger, getenv func(string) string, d 
 	return a, nil
 }
 
-// provider returns the provider for a name, one per name, shared by pools.
-func (a *app) provider(name string) (providers.Provider, error) {
-	if p, ok := a.providers[name]; ok {
+// provider returns the pool's provider: one handed in, or a new one built
+// from the pool's settings.
+func (a *app) provider(ctx context.Context, pc config.Pool, given map[string]providers.Provider) (providers.Provider, error) {
+	if p, ok := given[pc.Provider]; ok {
 		return p, nil
 	}
-	var p providers.Provider
-	switch name {
-	case "memory":
-		p = memory.New(memory.Options{})
-	default:
-		return nil, fmt.Errorf("provider %q is not available in this build (available: memory)", name)
+	f, ok := providerFactories[pc.Provider]
+	if !ok {
+		return nil, fmt.Errorf("provider %q is not available in this build (available: %s)", pc.Provider, strings.Join(slices.Sorted(maps.Keys(providerFactories)), ", "))
 	}
-	a.providers[name] = p
+	p, err := f(ctx, pc, providerEnv{getenv: a.getenv, log: a.log.With("pool", pc.Name, "provider", pc.Provider)})
+	if err != nil {
+		return nil, fmt.Errorf("provider %s: %w", pc.Provider, err)
+	}
 	return p, nil
 }
 

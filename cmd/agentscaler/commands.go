@@ -31,7 +31,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer, getenv func(string) st
 }
 
 // load reads the configuration and wires the app.
-func load(c common, stderr io.Writer, getenv func(string) string, d deps) (*app, error) {
+func load(ctx context.Context, c common, stderr io.Writer, getenv func(string) string, d deps) (*app, error) {
 	log, err := c.logger(stderr)
 	if err != nil {
 		return nil, err
@@ -40,7 +40,7 @@ func load(c common, stderr io.Writer, getenv func(string) string, d deps) (*app,
 	if err != nil {
 		return nil, err
 	}
-	return newApp(cfg, log, getenv, d)
+	return newApp(ctx, cfg, log, getenv, d)
 }
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
@@ -52,7 +52,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	a, err := load(c, stderr, getenv, deps{})
+	a, err := load(ctx, c, stderr, getenv, deps{})
 	if err != nil {
 		return err
 	}
@@ -95,7 +95,7 @@ func cmdReconcile(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	if *output != "text" && *output != "json" {
 		return usageError{fmt.Sprintf("--output %q: want text or json", *output)}
 	}
-	a, err := load(c, stderr, getenv, deps{})
+	a, err := load(ctx, c, stderr, getenv, deps{})
 	if err != nil {
 		return err
 	}

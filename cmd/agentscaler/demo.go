@@ -88,7 +88,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, _ fun
 		return fmt.Errorf("demo configuration: %w", err)
 	}
 	mem := memory.New(memory.Options{StartLatency: func(providers.AgentSpec) time.Duration { return 500 * time.Millisecond }})
-	a, err := newApp(cfg, log, getenv, deps{providers: map[string]providers.Provider{"memory": mem}})
+	a, err := newApp(ctx, cfg, log, getenv, deps{providers: map[string]providers.Provider{"memory": mem}})
 	if err != nil {
 		return err
 	}

@@ -88,7 +88,7 @@ func startServe(t *testing.T, emu *adoemu.Emulator) *serving {
 	logs := &syncbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	mem := memory.New(memory.Options{})
-	a, err := newApp(cfg, log, testEnv, deps{providers: map[string]providers.Provider{"memory": mem}})
+	a, err := newApp(t.Context(), cfg, log, testEnv, deps{providers: map[string]providers.Provider{"memory": mem}})
 	if err != nil {
 		t.Fatal(err)
 	}
