@@ -14,7 +14,7 @@ build:
 run: build
 	$(BIN) demo
 
-# Installs what the tests need (Debian prometheus, prometheus-pushgateway) when missing, then runs every test with the race detector.
+# Installs what the tests need (see deps) when missing, then runs every test with the race detector.
 test: deps
 	CI=$${CI:-} $(GO) test -race -count=1 ./...
 
@@ -33,10 +33,10 @@ package:
 	for f in webhook reconcile metrics; do mkdir -p dist/functionapp/$$f && cp functions/$$f/function.json dist/functionapp/$$f/; done
 	cd dist/functionapp && rm -f ../functionapp.zip && python3 -m zipfile -c ../functionapp.zip host.json agentscaler webhook reconcile metrics
 
-# Debian packages the tests run for real: promtool and Prometheus, the Pushgateway.
+# Debian packages the tests run for real: Prometheus and promtool, the Pushgateway, a Docker engine, etcd.
+DEPS := promtool:prometheus prometheus-pushgateway:prometheus-pushgateway dockerd:docker.io etcd:etcd-server
 deps:
-	@need=""; command -v promtool >/dev/null 2>&1 || need="$$need prometheus"; \
-	command -v prometheus-pushgateway >/dev/null 2>&1 || need="$$need prometheus-pushgateway"; \
+	@need=""; for d in $(DEPS); do command -v $${d%%:*} >/dev/null 2>&1 || need="$$need $${d#*:}"; done; \
 	if [ -n "$$need" ]; then \
 	  echo "installing$$need (Debian)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
