@@ -1,6 +1,7 @@
 // Command agentscaler starts ephemeral Azure Pipelines agents the moment a
 // job is queued and removes them when the job is done. One binary serves
-// every host: the Azure Functions custom handler, a plain service, and the
+// every host: the Azure Functions custom handler, AWS Lambda (run with no
+// arguments where AWS_LAMBDA_RUNTIME_API is set), a plain service, and the
 // command line.
 package main
 
@@ -64,7 +65,12 @@ type usageError struct{ msg string }
 func (e usageError) Error() string { return e.msg }
 
 // run is main without the process: tests call it directly.
+// Lambda runs the binary (as bootstrap) with no arguments: that, with the
+// Runtime API address set, selects the Lambda host.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	if len(args) == 0 && getenv(lambdaRuntimeEnv) != "" {
+		return runLambda(ctx, stderr, getenv)
+	}
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return usageError{"no command given"}
