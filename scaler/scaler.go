@@ -59,6 +59,10 @@ type Options struct {
 	// Retries is how many times a retryable write is tried again.
 	Retries int
 	Now     func() time.Time
+	// AfterReconcile, when set, is called at the end of every reconcile of a
+	// pool, whatever its outcome, on the reconcile's goroutine, so it must
+	// return at once: hand slow work (a metrics push) to another goroutine.
+	AfterReconcile func()
 }
 
 // Scaler reconciles pools.
@@ -70,9 +74,7 @@ type Scaler struct {
 	mu     sync.Mutex
 	flight map[string]*flight
 	wg     sync.WaitGroup
-	// assigned holds, per pool, the requests whose queue-to-assignment time
-	// this process has recorded; it only ever holds current assignments.
-	assigned map[string]map[int64]bool
+	life   *lifecycle
 }
 
 // New returns a Scaler; it starts nothing until triggered.
@@ -97,7 +99,7 @@ func New(opt Options) *Scaler {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	s := &Scaler{opt: opt, pools: map[string]*Pool{}, log: opt.Logger, flight: map[string]*flight{}, assigned: map[string]map[int64]bool{}}
+	s := &Scaler{opt: opt, pools: map[string]*Pool{}, log: opt.Logger, flight: map[string]*flight{}, life: newLifecycle()}
 	for i := range opt.Pools {
 		p := &opt.Pools[i]
 		s.pools[p.Pool] = p
@@ -186,6 +188,9 @@ func (s *Scaler) Plan(ctx context.Context, pool string) (Decision, error) {
 // Reconcile observes, plans and applies for one pool, now, in the caller's
 // goroutine. Most callers want Trigger or Run, which coalesce.
 func (s *Scaler) Reconcile(ctx context.Context, pool string) (Result, error) {
+	if s.opt.AfterReconcile != nil {
+		defer s.opt.AfterReconcile()
+	}
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, s.opt.RunTimeout)
 	defer cancel()
@@ -200,7 +205,7 @@ func (s *Scaler) Reconcile(ctx context.Context, pool string) (Result, error) {
 	for _, msg := range res.Decision.Problems {
 		s.log.Warn("unparsable demand", "pool", pool, "problem", msg)
 	}
-	s.observeAssignments(pool, o.Agents)
+	s.life.observe(s.opt.Metrics, pool, o)
 	s.opt.Metrics.SetWaitingJobs(pool, res.Decision.Waiting)
 	s.opt.Metrics.SetAgents(pool, res.Decision.Agents)
 	res.Failed = s.apply(ctx, p, res.Decision.Actions)
@@ -215,26 +220,6 @@ func (s *Scaler) Reconcile(ctx context.Context, pool string) (Result, error) {
 		return res, fmt.Errorf("pool %s: %d of %d actions failed: %w", pool, len(res.Failed), len(res.Decision.Actions), res.Failed[0].Err)
 	}
 	return res, nil
-}
-
-// observeAssignments records how long each newly assigned job waited, once
-// per request in this process. A process that starts while jobs run records
-// those once too.
-func (s *Scaler) observeAssignments(pool string, agents []azuredevops.Agent) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	seen, now := s.assigned[pool], map[int64]bool{}
-	for _, a := range agents {
-		r := a.AssignedRequest
-		if r == nil || r.AssignTime == nil || r.QueueTime.IsZero() {
-			continue
-		}
-		now[r.RequestID] = true
-		if !seen[r.RequestID] {
-			s.opt.Metrics.QueuedToAssigned(pool, r.AssignTime.Sub(r.QueueTime))
-		}
-	}
-	s.assigned[pool] = now
 }
 
 // apply runs the actions with bounded parallelism; one failure never blocks

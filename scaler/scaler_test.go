@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
 	"slices"
 	"sync"
 	"testing"
@@ -219,5 +220,78 @@ func TestQueuedToAssignedOncePerJob(t *testing.T) {
 		if got := count(); got != 1 {
 			t.Errorf("pass %d: %d queue-to-assignment samples, want 1", pass, got)
 		}
+	}
+}
+
+// TestLifecycleThroughEmulator runs a job's whole life through the real REST
+// client and the emulator's payloads: the agent's status change and the
+// assigned request's times reach the histograms, each once.
+func TestLifecycleThroughEmulator(t *testing.T) {
+	f := newFixture(t, adoemu.Options{}, func(p *Policy) { p.Placeholder = false })
+	m := f.s.opt.Metrics
+	start := time.Now()
+	id := f.emu.QueueJob("Default", adoemu.Job{Demands: []string{"docker"}})
+	name := providers.RequestName("linux", id)
+	reconcile := func() {
+		t.Helper()
+		if _, err := f.s.Reconcile(context.Background(), "linux"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	counts := func() [3]uint64 {
+		var c [3]uint64
+		for i, n := range []string{"agentscaler_agent_created_to_online_seconds", "agentscaler_job_queued_to_assigned_seconds", "agentscaler_job_duration_seconds"} {
+			c[i], _ = histogram(t, m, n)
+		}
+		return c
+	}
+	reconcile() // creates the job's instance
+	f.emu.RegisterAgent("Default", adoemu.AgentInfo{Name: name, Online: true, SystemCapabilities: map[string]string{"docker": ""}})
+	reconcile()
+	if got := counts(); got != [3]uint64{1, 0, 0} {
+		t.Fatalf("after the agent came online: samples (online, assigned, duration) = %v, want [1 0 0]", got)
+	}
+	if err := f.emu.Assign(id, name); err != nil {
+		t.Fatal(err)
+	}
+	reconcile()
+	if got := counts(); got != [3]uint64{1, 1, 0} {
+		t.Fatalf("after assignment: samples = %v, want [1 1 0]", got)
+	}
+	// The agent does what `--once` does: offline, result, exit.
+	if err := f.emu.SetAgentStatus("Default", name, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.emu.Finish(id, "succeeded"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.mem.Exit(name, 0); err != nil {
+		t.Fatal(err)
+	}
+	reconcile()
+	reconcile()
+	if got := counts(); got != [3]uint64{1, 1, 1} {
+		t.Fatalf("after the job ended: samples = %v, want [1 1 1]", got)
+	}
+	if _, sum := histogram(t, m, "agentscaler_job_duration_seconds"); sum < 0 || sum > time.Since(start).Seconds() {
+		t.Errorf("job duration %gs, want between 0 and the %gs the test has run", sum, time.Since(start).Seconds())
+	}
+}
+
+// TestAfterReconcileEveryOutcome: the hook follows every reconcile, the ones
+// that fail to observe included (their outcome is a metric worth pushing).
+func TestAfterReconcileEveryOutcome(t *testing.T) {
+	f := newFixture(t, adoemu.Options{}, nil)
+	var calls int
+	f.s.opt.AfterReconcile = func() { calls++ }
+	if _, err := f.s.Reconcile(context.Background(), "linux"); err != nil {
+		t.Fatal(err)
+	}
+	f.emu.FailNext(adoemu.EndpointJobRequests, http.StatusUnauthorized, 0)
+	if _, err := f.s.Reconcile(context.Background(), "linux"); err == nil {
+		t.Fatal("a reconcile whose job-request read was refused succeeded")
+	}
+	if calls != 2 {
+		t.Errorf("AfterReconcile called %d times for 2 reconciles, want 2", calls)
 	}
 }
