@@ -1,10 +1,31 @@
 // Package adoemu is an Azure DevOps Services emulator for tests and for
 // `agentscaler demo`. It serves the distributed-task REST calls the
-// autoscaler makes (pools, job requests, agents, resource usage) with the
-// service's payload shapes, authentication and error bodies, and posts
+// autoscaler makes (pools, job requests, agents, resource usage) and the
+// calls the Azure Pipelines agent makes (register or replace, open a session,
+// long-poll for a job message, acknowledge it, report the job started and
+// finished, close the session, unregister) with the service's payload shapes,
+// authentication and error bodies, and posts
 // ms.vss-pipelines.job-state-changed-event service hooks with basic auth and
 // the service's retry rules. Tests drive it through Go methods (queue a job,
 // register an agent, assign, finish) and inject faults and latency.
+//
+// Agents come in two kinds. An agent registered through RegisterAgent has no
+// session: it is online when told so, a job given to it starts at once, and
+// a job with a Duration finishes on the emulator's own timer. An agent that
+// opens a session over REST (a real agent, or internal/testagent) is online
+// while the session is open, receives its job as a session message, and
+// reports the job started and finished itself; the emulator never finishes
+// such a job on a timer, and tells the agent the job's Duration in the
+// message instead (variable RunSecondsVariable).
+//
+// The agent protocol is simplified where the service's is encrypted or huge:
+// sessions carry no encryption key, so message bodies are plain JSON text;
+// the job message carries the job's identity, demands and run time, not the
+// steps, resources and access token of a real job. A job finished through
+// Finish while its agent still holds its message loses the message (the
+// service would send a cancellation message instead). A job assigned to a
+// session agent that closes its session before starting it goes back to
+// waiting, so another agent can take it.
 //
 // Where the service's behaviour is not documented the emulator picks one and
 // says so: job request lists are ordered oldest first and cut at 200 items;
@@ -37,7 +58,19 @@ const (
 	EndpointDeleteAgent   = "deleteagent"   // DELETE pools/{id}/agents/{agentId}
 	EndpointResourceUsage = "resourceusage" // GET resourceusage
 	EndpointUnknown       = "unknown"       // anything else (404)
+
+	// The agent's calls.
+	EndpointReplaceAgent     = "replaceagent"     // PUT pools/{id}/agents/{agentId}
+	EndpointCreateSession    = "createsession"    // POST pools/{id}/sessions
+	EndpointDeleteSession    = "deletesession"    // DELETE pools/{id}/sessions/{sessionId}
+	EndpointMessages         = "messages"         // GET pools/{id}/messages (long poll)
+	EndpointDeleteMessage    = "deletemessage"    // DELETE pools/{id}/messages/{messageId}
+	EndpointUpdateJobRequest = "updatejobrequest" // PATCH pools/{id}/jobrequests/{requestId}
 )
+
+// RunSecondsVariable is the job message variable that tells a session agent
+// how long to run the job: the Job's Duration in seconds, fractions allowed.
+const RunSecondsVariable = "agentscaler.emulator.runSeconds"
 
 // Job states as the job-state-changed event writes them.
 const (
@@ -56,6 +89,7 @@ const (
 	rateWindow          = 5 * time.Minute
 	defaultRetryBase    = 700 * time.Millisecond // 8 doublings add up to about 3 minutes
 	defaultHookTimeout  = 20 * time.Second
+	defaultMessageWait  = 50 * time.Second // how long the service holds a message poll
 )
 
 // Options configures an Emulator. The zero value of every field but PAT has
@@ -86,6 +120,10 @@ type Options struct {
 	RetryBase time.Duration
 	// HookTimeout bounds each service hook delivery attempt. Default 20s.
 	HookTimeout time.Duration
+	// MessageWait is how long GET messages holds a poll open when the
+	// session has no message, before answering 202 with no body. Default
+	// 50s, about what the service holds it.
+	MessageWait time.Duration
 	// Logger receives the emulator's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -95,7 +133,9 @@ type Job struct {
 	Name    string   // pipeline and job name; default "ci"
 	Demands []string // as Azure DevOps writes them: "docker", "Agent.OS -equals Linux"
 	// Duration, when positive, finishes the job as succeeded that long after
-	// it is assigned; otherwise it runs until Finish.
+	// it is assigned to an agent without a session; otherwise it runs until
+	// Finish. An agent with a session is told it in the job message
+	// (RunSecondsVariable) and reports the end itself.
 	Duration time.Duration
 }
 
@@ -122,7 +162,7 @@ type Request struct {
 	JobID       string // the GUID service hooks carry
 	QueueTime   time.Time
 	AssignTime  time.Time // zero until assigned
-	ReceiveTime time.Time
+	ReceiveTime time.Time // started: at assignment without a session, at the agent's report with one
 	FinishTime  time.Time
 	Result      string
 	Agent       string // the reserved agent's name, empty while waiting
@@ -153,6 +193,7 @@ type Agent struct {
 	UserCapabilities   map[string]string
 	AssignedRequest    int64 // 0 when idle
 	CreatedOn          time.Time
+	SessionID          string // the open session, "" when none
 }
 
 type pool struct {
@@ -175,6 +216,7 @@ type agent struct {
 	userCaps      map[string]string
 	auth          *wireAuthorization
 	request       int64
+	session       *session // nil unless the agent has opened one over REST
 }
 
 type request struct {
@@ -231,7 +273,11 @@ type Emulator struct {
 	rateLeft      int
 	rateStart     time.Time
 	timers        map[int64]*time.Timer
-	hooks         // service hook state, guarded by mu
+	nextMessageID int64
+	// messagesChanged is closed and replaced whenever a session gains a
+	// message or ends, to wake the polls waiting on it.
+	messagesChanged chan struct{}
+	hooks           // service hook state, guarded by mu
 }
 
 // New returns an emulator with no pools, agents or jobs.
@@ -251,30 +297,35 @@ func New(opts Options) *Emulator {
 	if opts.HookTimeout <= 0 {
 		opts.HookTimeout = defaultHookTimeout
 	}
+	if opts.MessageWait <= 0 {
+		opts.MessageWait = defaultMessageWait
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Emulator{
-		opts:          opts,
-		log:           log.With("component", "adoemu"),
-		hostID:        newGUID(),
-		projectID:     newGUID(),
-		collectionID:  newGUID(),
-		client:        &http.Client{},
-		ctx:           ctx,
-		cancel:        cancel,
-		nextPoolID:    1,
-		nextAgentID:   1,
-		nextRequestID: 1,
-		nextRunID:     1,
-		definitions:   map[string]int{},
-		calls:         map[string]int{},
-		failures:      map[string][]failure{},
-		rateLeft:      opts.RateLimit,
-		timers:        map[int64]*time.Timer{},
-		hooks:         newHooks(),
+		opts:            opts,
+		log:             log.With("component", "adoemu"),
+		hostID:          newGUID(),
+		projectID:       newGUID(),
+		collectionID:    newGUID(),
+		client:          &http.Client{},
+		ctx:             ctx,
+		cancel:          cancel,
+		nextPoolID:      1,
+		nextAgentID:     1,
+		nextRequestID:   1,
+		nextRunID:       1,
+		definitions:     map[string]int{},
+		calls:           map[string]int{},
+		failures:        map[string][]failure{},
+		rateLeft:        opts.RateLimit,
+		timers:          map[int64]*time.Timer{},
+		nextMessageID:   1,
+		messagesChanged: make(chan struct{}),
+		hooks:           newHooks(),
 	}
 }
 
@@ -319,7 +370,7 @@ func (e *Emulator) OrgURL() string {
 func (e *Emulator) orgURLLocked() string { return e.serverURL + "/" + e.opts.Org }
 
 // Close stops the server if Start started it, stops running jobs' timers,
-// and abandons service hook deliveries in flight.
+// ends message polls, and abandons service hook deliveries in flight.
 func (e *Emulator) Close() {
 	e.mu.Lock()
 	e.closed = true
@@ -329,12 +380,14 @@ func (e *Emulator) Close() {
 	}
 	srv := e.srv
 	e.mu.Unlock()
+	// Cancel first: polls held open return, so a server that waits for its
+	// handlers (httptest's) is not held up by them.
+	e.cancel()
 	if srv != nil {
 		if err := srv.Close(); err != nil {
 			e.log.Warn("close server", "err", err)
 		}
 	}
-	e.cancel()
 	e.wg.Wait()
 }
 
@@ -424,6 +477,8 @@ func (e *Emulator) RegisterAgent(poolName string, a AgentInfo) int {
 		e.nextAgentID++
 		e.agents = append(e.agents, ag)
 	}
+	// New credentials end the replaced agent's session, as on the service.
+	e.endSessionLocked(ag)
 	ag.name = a.Name
 	ag.version = a.Version
 	if ag.version == "" {
@@ -488,8 +543,9 @@ func (e *Emulator) SetAgentStatus(poolName, agentName string, online bool) error
 }
 
 // Assign gives a waiting request to an idle agent of its pool: it sets the
-// reserved agent and the assign time, then the receive time as the agent
-// picks the job up, and posts the "inProgress" service hook.
+// reserved agent and the assign time. An agent without a session picks the
+// job up at once (receive time, "inProgress" service hook); one with a
+// session is sent the job message and reports the start itself.
 func (e *Emulator) Assign(requestID int64, agentName string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -542,6 +598,10 @@ func (e *Emulator) assignLocked(r *request, a *agent) {
 	ref := e.agentRefLocked(a)
 	r.reserved = &ref
 	a.request = r.id
+	if a.session != nil {
+		e.sendJobLocked(a.session, r)
+		return
+	}
 	r.received = time.Now()
 	e.postLocked(r)
 	if r.duration > 0 && !e.closed {
@@ -568,6 +628,9 @@ func (e *Emulator) finishLocked(r *request, result string) {
 		if a.request == r.id {
 			a.request = 0
 		}
+		if a.session != nil {
+			a.session.dropJob(r.id)
+		}
 	}
 	e.postLocked(r)
 	e.autoAssignLocked()
@@ -586,7 +649,8 @@ func (e *Emulator) runningLocked() int {
 
 // autoAssignLocked hands waiting requests, oldest first, to idle, online,
 // enabled agents of their pool that satisfy the demands, within the
-// organization's parallel jobs. A request nobody can take does not hold up
+// organization's parallel jobs. An agent with a session is online exactly
+// while the session is open. A request nobody can take does not hold up
 // younger ones with other demands.
 func (e *Emulator) autoAssignLocked() {
 	if !e.opts.AutoAssign || e.closed {
@@ -667,6 +731,9 @@ func (e *Emulator) Agents(poolName string) []Agent {
 			Online: a.online, Enabled: a.enabled, SystemCapabilities: maps.Clone(a.sysCaps),
 			UserCapabilities: maps.Clone(a.userCaps), AssignedRequest: a.request, CreatedOn: a.created,
 		})
+		if a.session != nil {
+			out[len(out)-1].SessionID = a.session.id
+		}
 	}
 	return out
 }
@@ -679,8 +746,8 @@ func (e *Emulator) Calls() map[string]int {
 	return maps.Clone(e.calls)
 }
 
-// Writes returns how many POST and DELETE calls were received, whatever
-// their outcome.
+// Writes returns how many POST, PUT, PATCH and DELETE calls were received,
+// whatever their outcome.
 func (e *Emulator) Writes() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()

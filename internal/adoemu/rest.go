@@ -27,9 +27,12 @@ const (
 
 // route is a parsed request path.
 type route struct {
-	endpoint string
-	poolID   int
-	agentID  int
+	endpoint  string
+	poolID    int
+	agentID   int
+	requestID int64
+	messageID int64
+	sessionID string
 }
 
 // parseRoute maps a request to an endpoint under
@@ -55,21 +58,52 @@ func (e *Emulator) parseRoute(r *http.Request) route {
 	if err != nil {
 		return unknown
 	}
-	switch {
-	case len(seg) == 3 && strings.EqualFold(seg[2], "jobrequests") && r.Method == http.MethodGet:
-		return route{endpoint: EndpointJobRequests, poolID: poolID}
-	case len(seg) == 3 && strings.EqualFold(seg[2], "agents") && r.Method == http.MethodGet:
-		return route{endpoint: EndpointAgents, poolID: poolID}
-	case len(seg) == 3 && strings.EqualFold(seg[2], "agents") && r.Method == http.MethodPost:
-		return route{endpoint: EndpointAddAgent, poolID: poolID}
-	case len(seg) == 4 && strings.EqualFold(seg[2], "agents") && r.Method == http.MethodDelete:
-		agentID, err := strconv.Atoi(seg[3])
-		if err != nil {
-			return unknown
+	if len(seg) == 3 {
+		switch {
+		case strings.EqualFold(seg[2], "jobrequests") && r.Method == http.MethodGet:
+			return route{endpoint: EndpointJobRequests, poolID: poolID}
+		case strings.EqualFold(seg[2], "agents") && r.Method == http.MethodGet:
+			return route{endpoint: EndpointAgents, poolID: poolID}
+		case strings.EqualFold(seg[2], "agents") && r.Method == http.MethodPost:
+			return route{endpoint: EndpointAddAgent, poolID: poolID}
+		case strings.EqualFold(seg[2], "sessions") && r.Method == http.MethodPost:
+			return route{endpoint: EndpointCreateSession, poolID: poolID}
+		case strings.EqualFold(seg[2], "messages") && r.Method == http.MethodGet:
+			return route{endpoint: EndpointMessages, poolID: poolID}
 		}
-		return route{endpoint: EndpointDeleteAgent, poolID: poolID, agentID: agentID}
+		return unknown
+	}
+	if len(seg) != 4 {
+		return unknown
+	}
+	kind, item := strings.ToLower(seg[2]), seg[3]
+	if kind == "sessions" && r.Method == http.MethodDelete {
+		return route{endpoint: EndpointDeleteSession, poolID: poolID, sessionID: item}
+	}
+	id, err := strconv.ParseInt(item, 10, 64)
+	if err != nil {
+		return unknown
+	}
+	switch {
+	case kind == "agents" && r.Method == http.MethodDelete:
+		return route{endpoint: EndpointDeleteAgent, poolID: poolID, agentID: int(id)}
+	case kind == "agents" && r.Method == http.MethodPut:
+		return route{endpoint: EndpointReplaceAgent, poolID: poolID, agentID: int(id)}
+	case kind == "messages" && r.Method == http.MethodDelete:
+		return route{endpoint: EndpointDeleteMessage, poolID: poolID, messageID: id}
+	case kind == "jobrequests" && r.Method == http.MethodPatch:
+		return route{endpoint: EndpointUpdateJobRequest, poolID: poolID, requestID: id}
 	}
 	return unknown
+}
+
+// isWrite reports whether the method changes something on the service.
+func isWrite(method string) bool {
+	switch method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+		return true
+	}
+	return false
 }
 
 // ServeHTTP answers the REST calls. Order of checks: count the call,
@@ -79,7 +113,7 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt := e.parseRoute(r)
 	e.mu.Lock()
 	e.calls[rt.endpoint]++
-	if r.Method == http.MethodPost || r.Method == http.MethodDelete {
+	if isWrite(r.Method) {
 		e.writes++
 	}
 	w.Header().Set("X-RateLimit-Remaining", strconv.Itoa(e.takeRateLocked()))
@@ -121,7 +155,7 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.StatusText(fail.status), 0)
 		return
 	}
-	if (r.Method == http.MethodPost || r.Method == http.MethodDelete) && !hasAPIVersion(r) {
+	if isWrite(r.Method) && !hasAPIVersion(r) {
 		writeError(w, http.StatusBadRequest, "VssVersionNotSpecifiedException",
 			"Microsoft.VisualStudio.Services.WebApi.VssVersionNotSpecifiedException, Microsoft.VisualStudio.Services.WebApi",
 			fmt.Sprintf("No api-version was supplied for the %q request. The version must be supplied either as part of the Accept header (e.g. \"application/json; api-version=1.0\") or as a query parameter (e.g. '?api-version=1.0').", r.Method),
@@ -140,6 +174,18 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.serveAddAgent(w, r, rt.poolID)
 	case EndpointDeleteAgent:
 		e.serveDeleteAgent(w, rt.poolID, rt.agentID)
+	case EndpointReplaceAgent:
+		e.serveReplaceAgent(w, r, rt.poolID, rt.agentID)
+	case EndpointCreateSession:
+		e.serveCreateSession(w, r, rt.poolID)
+	case EndpointDeleteSession:
+		e.serveDeleteSession(w, rt.poolID, rt.sessionID)
+	case EndpointMessages:
+		e.serveMessages(w, r, rt.poolID)
+	case EndpointDeleteMessage:
+		e.serveDeleteMessage(w, r, rt.poolID, rt.messageID)
+	case EndpointUpdateJobRequest:
+		e.serveUpdateJobRequest(w, r, rt.poolID, rt.requestID)
 	case EndpointResourceUsage:
 		e.serveResourceUsage(w, r)
 	default:
@@ -295,15 +341,8 @@ func (e *Emulator) serveAgents(w http.ResponseWriter, r *http.Request, poolID in
 // new agent is offline: the service marks it online only once the agent
 // opens a session.
 func (e *Emulator) serveAddAgent(w http.ResponseWriter, r *http.Request, poolID int) {
-	var in wireAgentAdd
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&in); err != nil {
-		writeError(w, http.StatusBadRequest, "ArgumentException", "System.ArgumentException, mscorlib",
-			"The request body is not a valid TaskAgent: "+err.Error(), 0)
-		return
-	}
-	if strings.TrimSpace(in.Name) == "" {
-		writeError(w, http.StatusBadRequest, "ArgumentNullException", "System.ArgumentNullException, mscorlib",
-			"Value cannot be null.\r\nParameter name: agent.Name", 0)
+	in, ok := decodeAgent(w, r)
+	if !ok {
 		return
 	}
 	e.mu.Lock()
@@ -313,24 +352,45 @@ func (e *Emulator) serveAddAgent(w http.ResponseWriter, r *http.Request, poolID 
 		return
 	}
 	if e.agentByNameLocked(poolID, in.Name) != nil {
-		writeError(w, http.StatusConflict, "TaskAgentExistsException",
-			"Microsoft.TeamFoundation.DistributedTask.WebApi.TaskAgentExistsException, Microsoft.TeamFoundation.DistributedTask.WebApi",
-			fmt.Sprintf("Pool %d already contains an agent with name %s.", poolID, in.Name), 3000)
+		writeAgentExists(w, poolID, in.Name)
 		return
 	}
 	now := time.Now()
-	a := &agent{
-		id: e.nextAgentID, poolID: poolID, name: in.Name, version: in.Version, osDescription: in.OSDescription,
-		enabled: in.Enabled == nil || *in.Enabled, created: now, statusChanged: now,
-		sysCaps: agentSystemCaps(in.SystemCapabilities, in.Name, in.Version), userCaps: in.UserCapabilities,
-		auth: &wireAuthorization{ClientID: newGUID()},
-	}
-	if in.Authorization != nil {
-		a.auth.PublicKey = in.Authorization.PublicKey
-	}
+	a := &agent{id: e.nextAgentID, poolID: poolID, created: now}
+	setAgent(a, in, now)
 	e.nextAgentID++
 	e.agents = append(e.agents, a)
 	writeJSON(w, http.StatusOK, e.agentWireLocked(a, false, true))
+}
+
+// decodeAgent reads a TaskAgent body, answering 400 when it is not one.
+func decodeAgent(w http.ResponseWriter, r *http.Request) (wireAgentAdd, bool) {
+	var in wireAgentAdd
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&in); err != nil {
+		writeError(w, http.StatusBadRequest, "ArgumentException", "System.ArgumentException, mscorlib",
+			"The request body is not a valid TaskAgent: "+err.Error(), 0)
+		return in, false
+	}
+	if strings.TrimSpace(in.Name) == "" {
+		writeError(w, http.StatusBadRequest, "ArgumentNullException", "System.ArgumentNullException, mscorlib",
+			"Value cannot be null.\r\nParameter name: agent.Name", 0)
+		return in, false
+	}
+	return in, true
+}
+
+// setAgent writes what a registration carries onto the agent, with fresh
+// credentials.
+func setAgent(a *agent, in wireAgentAdd, now time.Time) {
+	a.name, a.version, a.osDescription = in.Name, in.Version, in.OSDescription
+	a.enabled = in.Enabled == nil || *in.Enabled
+	a.statusChanged = now
+	a.sysCaps = agentSystemCaps(in.SystemCapabilities, in.Name, in.Version)
+	a.userCaps = in.UserCapabilities
+	a.auth = &wireAuthorization{ClientID: newGUID()}
+	if in.Authorization != nil {
+		a.auth.PublicKey = in.Authorization.PublicKey
+	}
 }
 
 // serveDeleteAgent unregisters an agent. A job the agent was running is
@@ -344,19 +404,31 @@ func (e *Emulator) serveDeleteAgent(w http.ResponseWriter, poolID, agentID int) 
 	}
 	i := slices.IndexFunc(e.agents, func(a *agent) bool { return a.poolID == poolID && a.id == agentID })
 	if i < 0 {
-		writeError(w, http.StatusNotFound, "TaskAgentNotFoundException",
-			"Microsoft.TeamFoundation.DistributedTask.WebApi.TaskAgentNotFoundException, Microsoft.TeamFoundation.DistributedTask.WebApi",
-			fmt.Sprintf("No agent found in pool %d with ID %d.", poolID, agentID), 3000)
+		writeAgentNotFound(w, poolID, agentID)
 		return
 	}
 	a := e.agents[i]
 	e.agents = slices.Delete(e.agents, i, i+1)
+	e.endSessionLocked(a)
 	if a.request != 0 {
 		if rq := e.requestLocked(a.request); rq != nil && rq.finished.IsZero() {
 			e.finishLocked(rq, "abandoned")
 		}
 	}
+	e.autoAssignLocked()
 	w.WriteHeader(http.StatusNoContent)
+}
+
+func writeAgentExists(w http.ResponseWriter, poolID int, name string) {
+	writeError(w, http.StatusConflict, "TaskAgentExistsException",
+		"Microsoft.TeamFoundation.DistributedTask.WebApi.TaskAgentExistsException, Microsoft.TeamFoundation.DistributedTask.WebApi",
+		fmt.Sprintf("Pool %d already contains an agent with name %s.", poolID, name), 3000)
+}
+
+func writeAgentNotFound(w http.ResponseWriter, poolID, agentID int) {
+	writeError(w, http.StatusNotFound, "TaskAgentNotFoundException",
+		"Microsoft.TeamFoundation.DistributedTask.WebApi.TaskAgentNotFoundException, Microsoft.TeamFoundation.DistributedTask.WebApi",
+		fmt.Sprintf("No agent found in pool %d with ID %d.", poolID, agentID), 3000)
 }
 
 // serveResourceUsage reports the organization's self-hosted (private)
@@ -434,28 +506,38 @@ func nonNil(m map[string]string) map[string]string {
 	return m
 }
 
+// definitionRefLocked is the request's pipeline definition reference.
+func (e *Emulator) definitionRefLocked(rq *request) wireOwner {
+	project := e.orgURLLocked() + "/" + e.projectID
+	return wireOwner{
+		Links: wireLinks{
+			"web":  {Href: fmt.Sprintf("%s/_build/definition?definitionId=%d", project, rq.definitionID)},
+			"self": {Href: fmt.Sprintf("%s/_apis/build/Definitions/%d", project, rq.definitionID)},
+		},
+		ID: rq.definitionID, Name: rq.name,
+	}
+}
+
+// ownerRefLocked is the request's run (build) reference.
+func (e *Emulator) ownerRefLocked(rq *request) wireOwner {
+	project := e.orgURLLocked() + "/" + e.projectID
+	return wireOwner{
+		Links: wireLinks{
+			"web":  {Href: fmt.Sprintf("%s/_build/results?buildId=%d", project, rq.runID)},
+			"self": {Href: fmt.Sprintf("%s/_apis/build/Builds/%d", project, rq.runID)},
+		},
+		ID: rq.runID, Name: rq.runName,
+	}
+}
+
 func (e *Emulator) jobRequestWireLocked(rq *request) wireJobRequest {
-	org := e.orgURLLocked()
-	project := org + "/" + e.projectID
 	out := wireJobRequest{
 		RequestID: rq.id, QueueTime: wireTime(rq.queued), AssignTime: wireTime(rq.assigned),
 		ReceiveTime: wireTime(rq.received), FinishTime: wireTime(rq.finished), Result: rq.result,
 		ServiceOwner: buildServiceOwner, HostID: e.hostID, ScopeID: e.projectID, PlanType: "Build",
 		PlanID: rq.planID, JobID: rq.jobID, Demands: nonNilSlice(rq.demands), ReservedAgent: rq.reserved,
-		Definition: wireOwner{
-			Links: wireLinks{
-				"web":  {Href: fmt.Sprintf("%s/_build/definition?definitionId=%d", project, rq.definitionID)},
-				"self": {Href: fmt.Sprintf("%s/_apis/build/Definitions/%d", project, rq.definitionID)},
-			},
-			ID: rq.definitionID, Name: rq.name,
-		},
-		Owner: wireOwner{
-			Links: wireLinks{
-				"web":  {Href: fmt.Sprintf("%s/_build/results?buildId=%d", project, rq.runID)},
-				"self": {Href: fmt.Sprintf("%s/_apis/build/Builds/%d", project, rq.runID)},
-			},
-			ID: rq.runID, Name: rq.runName,
-		},
+		Definition:      e.definitionRefLocked(rq),
+		Owner:           e.ownerRefLocked(rq),
 		Data:            map[string]string{"ParallelismTag": "Private", "IsScheduledKey": "False"},
 		PoolID:          rq.poolID,
 		OrchestrationID: rq.planID + ".job.__default",

@@ -261,3 +261,78 @@ type wireEvent struct {
 	ResourceContainers wireContainers   `json:"resourceContainers"`
 	CreatedDate        string           `json:"createdDate"`
 }
+
+// The agent protocol, from the TaskAgentSession, TaskAgentMessage and
+// AgentJobRequestMessage contracts of the agent's generated TaskAgent
+// client, simplified as the package doc says.
+
+// wireSession is a TaskAgentSession, the body and the answer of POST
+// pools/{id}/sessions. The agent sends sessionId empty (or the zero GUID);
+// the service answers with a new one. No encryptionKey: the emulator's
+// message bodies are plain text.
+type wireSession struct {
+	SessionID          string            `json:"sessionId"`
+	OwnerName          string            `json:"ownerName"`
+	Agent              wireAgentRef      `json:"agent"`
+	SystemCapabilities map[string]string `json:"systemCapabilities,omitempty"`
+	UseFipsEncryption  bool              `json:"useFipsEncryption"`
+}
+
+// wireAgentMessage is a TaskAgentMessage. iv is the body's encryption IV,
+// null because the body is not encrypted.
+type wireAgentMessage struct {
+	MessageID   int64   `json:"messageId"`
+	MessageType string  `json:"messageType"`
+	IV          *string `json:"iv"`
+	Body        string  `json:"body"`
+}
+
+// wireJobMessage is the body of a PipelineAgentJobRequest message: an
+// AgentJobRequestMessage cut down to the job's identity, plus its demands
+// (not in the service's message) and its run time as a variable.
+type wireJobMessage struct {
+	MessageType    string                  `json:"messageType"`
+	Plan           wirePlanReference       `json:"plan"`
+	Timeline       wireTimelineReference   `json:"timeline"`
+	JobID          string                  `json:"jobId"`
+	JobDisplayName string                  `json:"jobDisplayName"`
+	JobName        string                  `json:"jobName"`
+	RequestID      int64                   `json:"requestId"`
+	Demands        []string                `json:"demands"`
+	Variables      map[string]wireVariable `json:"variables"`
+}
+
+// wirePlanReference is a TaskOrchestrationPlanReference.
+type wirePlanReference struct {
+	ScopeIdentifier string    `json:"scopeIdentifier"`
+	PlanType        string    `json:"planType"`
+	Version         int       `json:"version"`
+	PlanID          string    `json:"planId"`
+	Definition      wireOwner `json:"definition"`
+	Owner           wireOwner `json:"owner"`
+}
+
+// wireTimelineReference is a TimelineReference.
+type wireTimelineReference struct {
+	ID       string  `json:"id"`
+	ChangeID int     `json:"changeId"`
+	Location *string `json:"location"`
+}
+
+// wireVariable is a VariableValue.
+type wireVariable struct {
+	Value    string `json:"value"`
+	IsSecret bool   `json:"isSecret"`
+}
+
+// wireJobRequestUpdate is the body of PATCH pools/{id}/jobrequests/{id}: the
+// agent sends the request id and either nothing else (it has the job: a
+// lock renewal, whose first one starts the job), a receiveTime (started),
+// or finishTime and result (finished). Times the agent sends are not
+// trusted: the emulator records its own clock.
+type wireJobRequestUpdate struct {
+	RequestID   int64   `json:"requestId"`
+	ReceiveTime *string `json:"receiveTime"`
+	FinishTime  *string `json:"finishTime"`
+	Result      *string `json:"result"`
+}
