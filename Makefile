@@ -26,12 +26,32 @@ lint:
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
-package:
-	rm -rf dist/functionapp && mkdir -p dist/functionapp
-	GOOS=linux GOARCH=amd64 CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o dist/functionapp/agentscaler ./cmd/agentscaler
-	cp host.json dist/functionapp/
-	for f in webhook reconcile metrics; do mkdir -p dist/functionapp/$$f && cp functions/$$f/function.json dist/functionapp/$$f/; done
-	cd dist/functionapp && rm -f ../functionapp.zip && python3 -m zipfile -c ../functionapp.zip host.json agentscaler webhook reconcile metrics
+# Deployable packages, for linux: $(DIST)/functionapp/ and $(DIST)/functionapp.zip (Azure Functions zip deploy:
+# host.json, one folder per function, the amd64 binary) and $(DIST)/lambda-<arch>.zip (AWS Lambda provided.al2023:
+# the binary as bootstrap). lambda.norpc drops the go1.x runtime's RPC mode; add tags to leave providers out, e.g.
+# `make package PACKAGE_TAGS="lambda.norpc noaci nokubernetes"`. internal/zipdir keeps the executable bits.
+DIST          ?= dist
+PACKAGE_TAGS  ?= lambda.norpc
+LAMBDA_ARCHES ?= amd64 arm64
+PACKAGE_BUILD  = CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -tags '$(PACKAGE_TAGS)' -ldflags "$(LDFLAGS)"
+
+.PHONY: package-functionapp package-lambda
+
+package: package-functionapp package-lambda
+
+package-functionapp:
+	rm -rf $(DIST)/functionapp $(DIST)/functionapp.zip && mkdir -p $(DIST)/functionapp
+	GOARCH=amd64 $(PACKAGE_BUILD) -o $(DIST)/functionapp/agentscaler ./cmd/agentscaler
+	cp host.json functions/local.settings.json.example $(DIST)/functionapp/
+	for f in functions/*/function.json; do d=$$(basename $$(dirname $$f)); mkdir -p $(DIST)/functionapp/$$d && cp $$f $(DIST)/functionapp/$$d/ || exit 1; done
+	$(GO) run ./internal/zipdir -o $(DIST)/functionapp.zip $(DIST)/functionapp
+
+package-lambda:
+	for arch in $(LAMBDA_ARCHES); do \
+	  rm -rf $(DIST)/lambda-$$arch $(DIST)/lambda-$$arch.zip && mkdir -p $(DIST)/lambda-$$arch && \
+	  GOARCH=$$arch $(PACKAGE_BUILD) -o $(DIST)/lambda-$$arch/bootstrap ./cmd/agentscaler && \
+	  $(GO) run ./internal/zipdir -o $(DIST)/lambda-$$arch.zip $(DIST)/lambda-$$arch || exit 1; \
+	done
 
 # Debian packages the tests run for real: Prometheus and promtool, the Pushgateway, a Docker engine, etcd.
 DEPS := promtool:prometheus prometheus-pushgateway:prometheus-pushgateway dockerd:docker.io etcd:etcd-server
