@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -15,6 +14,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/agentscaler/agentscaler/metrics/metricstest"
 )
 
 // recordAll touches every method so every family has at least one series in
@@ -128,14 +129,7 @@ func TestExpositionPassesLint(t *testing.T) {
 // TestExpositionPassesPromtool feeds the scraped exposition to the real
 // `promtool check metrics`, the check DESIGN.md names.
 func TestExpositionPassesPromtool(t *testing.T) {
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		const hint = "promtool not found; install it with `apt-get install prometheus` (Debian) or from prometheus.io"
-		if os.Getenv("CI") != "" {
-			t.Fatal(hint)
-		}
-		t.Skip(hint)
-	}
+	promtool := metricstest.Binary(t, "promtool", "prometheus")
 	m := New("test")
 	recordAll(m)
 	body, _ := scrape(t, m)

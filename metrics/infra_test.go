@@ -18,6 +18,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"gopkg.in/yaml.v3"
+
+	"github.com/agentscaler/agentscaler/metrics/metricstest"
 )
 
 // The deployment files these tests hold to the exposition, relative to this
@@ -28,21 +30,6 @@ var (
 	rulesTestFile = "agentscaler.rules.test.yml" // relative to rulesDir
 	dashboardFile = filepath.Join("..", "infra", "dashboards", "agentscaler.json")
 )
-
-// lookBinary finds a tool a test needs: missing, it fails the test under CI
-// (where .ci/run installs it) and skips it elsewhere with the install hint.
-func lookBinary(t *testing.T, name, hint string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		msg := name + " not found; " + hint
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return p
-}
 
 // runTool runs a binary in dir and fails the test with its output when it
 // exits non-zero.
@@ -62,12 +49,10 @@ func runTool(t *testing.T, dir, bin string, args ...string) {
 	}
 }
 
-const promtoolHint = "install it with `apt-get install prometheus` (Debian) or from prometheus.io"
-
 // TestRulesPassPromtool checks the alerting rules' syntax and runs their
 // unit tests with the real promtool.
 func TestRulesPassPromtool(t *testing.T) {
-	promtool := lookBinary(t, "promtool", promtoolHint)
+	promtool := metricstest.Binary(t, "promtool", "prometheus")
 	t.Run("check", func(t *testing.T) {
 		runTool(t, ".", promtool, "check", "rules", rulesFile)
 	})
@@ -379,7 +364,7 @@ func pooledFamily(fams []*dto.MetricFamily, name string) bool {
 // TestDashboardExprsParse has the real promtool parse every dashboard query,
 // each as a recording rule, with Grafana's variables given plausible values.
 func TestDashboardExprsParse(t *testing.T) {
-	promtool := lookBinary(t, "promtool", promtoolHint)
+	promtool := metricstest.Binary(t, "promtool", "prometheus")
 	vars := strings.NewReplacer("$__rate_interval", "5m", "$pool", ".*")
 	type rule struct {
 		Record string `yaml:"record"`

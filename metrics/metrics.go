@@ -14,6 +14,9 @@
 // (webhook source and event, provider error reasons, API endpoints) pass
 // through a per-label cap so a misbehaving sender cannot grow the series
 // count without bound; see [maxLabelValues].
+//
+// Where no scraper reaches (serverless hosts), a [Pusher] keeps this
+// process's group on a Pushgateway current instead.
 package metrics
 
 import (

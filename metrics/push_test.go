@@ -3,146 +3,134 @@ package metrics
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+	"github.com/agentscaler/agentscaler/internal/syncbuf"
+	"github.com/agentscaler/agentscaler/metrics/metricstest"
 )
 
-// startPushgateway runs the real Pushgateway on a free loopback port, in
-// memory only (no --persistence.file), and stops it by PID when the test
-// ends. It returns the gateway's base URL.
-func startPushgateway(t *testing.T) string {
+// gatewayWaiting returns agentscaler_waiting_jobs{pool} in the group
+// job="agentscaler", instance=<instance> of the gateway.
+func gatewayWaiting(t *testing.T, g *metricstest.Pushgateway, instance, pool string) (float64, bool) {
 	t.Helper()
-	bin := lookBinary(t, "prometheus-pushgateway",
-		"install it with `apt-get install prometheus-pushgateway` (Debian) or from prometheus.io")
+	return g.Value(t, "agentscaler_waiting_jobs", map[string]string{"job": PushJob, "instance": instance, "pool": pool})
+}
 
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+// gatewayPuts counts the pushes the gateway accepted, from its own metrics.
+func gatewayPuts(t *testing.T, g *metricstest.Pushgateway) float64 {
+	t.Helper()
+	v, _ := g.Value(t, "pushgateway_http_requests_total", map[string]string{"handler": "push", "method": "put", "code": "200"})
+	return v
+}
+
+func newPusher(t *testing.T, m *Metrics, pushURL, instance string, log *slog.Logger) *Pusher {
+	t.Helper()
+	p, err := m.NewPusher(pushURL, instance, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close()
-
-	cmd := exec.Command(bin, "--web.listen-address="+addr, "--log.level=warn")
-	var logs strings.Builder
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start pushgateway: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("pushgateway output:\n%s", logs.String())
-		}
-	})
-
-	base := "http://" + addr
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/-/ready", nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return base
-			}
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("pushgateway on %s never became ready:\n%s", addr, logs.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	return p
 }
 
-// gatewayWaiting scrapes the gateway and returns agentscaler_waiting_jobs
-// for the pool in the group job="agentscaler", instance=<instance>.
-func gatewayWaiting(t *testing.T, base, instance, pool string) (float64, bool) {
+// eventually polls cond until it holds, failing the test after a generous
+// deadline.
+func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("scrape pushgateway: %v", err)
-	}
-	defer resp.Body.Close()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parse pushgateway exposition: %v", err)
-	}
-	for _, m := range fams["agentscaler_waiting_jobs"].GetMetric() {
-		if labels(m)["job"] == PushJob && labels(m)["instance"] == instance && labels(m)["pool"] == pool {
-			return m.GetGauge().GetValue(), true
+	deadline := time.Now().Add(metricstest.Wait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
 		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	return 0, false
-}
-
-func labels(m *dto.Metric) map[string]string {
-	l := map[string]string{}
-	for _, lp := range m.GetLabel() {
-		l[lp.GetName()] = lp.GetValue()
-	}
-	return l
 }
 
 // TestPushToPushgateway pushes the whole registry (runtime collectors
 // included) to a real Pushgateway, replaces it, and deletes it, reading the
 // gateway back each time.
 func TestPushToPushgateway(t *testing.T) {
-	base := startPushgateway(t)
+	g := metricstest.StartPushgateway(t, false)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 
 	m := New("test")
 	recordAll(m)
 	m.SetWaitingJobs("linux", 3)
-	if err := m.Push(ctx, base, "fn-1"); err != nil {
+	p := newPusher(t, m, g.URL, "fn-1", nil)
+	if err := p.Push(ctx); err != nil {
 		t.Fatalf("push: %v", err)
 	}
 	// A second instance's group lives next to the first.
 	other := New("test")
 	other.SetWaitingJobs("linux", 7)
-	if err := other.Push(ctx, base, "fn-2"); err != nil {
+	if err := newPusher(t, other, g.URL, "fn-2", nil).Push(ctx); err != nil {
 		t.Fatalf("push fn-2: %v", err)
 	}
-	if v, ok := gatewayWaiting(t, base, "fn-1", "linux"); !ok || v != 3 {
+	if v, ok := gatewayWaiting(t, g, "fn-1", "linux"); !ok || v != 3 {
 		t.Fatalf("gateway waiting_jobs{instance=fn-1} = %v (found %v), want 3", v, ok)
 	}
 
 	// A push replaces the group with the values observed now.
 	m.SetWaitingJobs("linux", 0)
-	if err := m.Push(ctx, base, "fn-1"); err != nil {
+	if err := p.Push(ctx); err != nil {
 		t.Fatalf("second push: %v", err)
 	}
-	if v, ok := gatewayWaiting(t, base, "fn-1", "linux"); !ok || v != 0 {
+	if v, ok := gatewayWaiting(t, g, "fn-1", "linux"); !ok || v != 0 {
 		t.Errorf("after second push waiting_jobs{instance=fn-1} = %v (found %v), want 0", v, ok)
 	}
 
-	if err := m.DeletePush(ctx, base, "fn-1"); err != nil {
+	if err := p.Delete(ctx); err != nil {
 		t.Fatalf("delete: %v", err)
 	}
-	if v, ok := gatewayWaiting(t, base, "fn-1", "linux"); ok {
+	if v, ok := gatewayWaiting(t, g, "fn-1", "linux"); ok {
 		t.Errorf("waiting_jobs{instance=fn-1} = %v still on the gateway after delete", v)
 	}
-	if v, ok := gatewayWaiting(t, base, "fn-2", "linux"); !ok || v != 7 {
+	if v, ok := gatewayWaiting(t, g, "fn-2", "linux"); !ok || v != 7 {
 		t.Errorf("delete of fn-1 touched fn-2: waiting_jobs = %v (found %v), want 7", v, ok)
 	}
 	// Deleting a group that is gone already is fine.
-	if err := m.DeletePush(ctx, base, "fn-1"); err != nil {
+	if err := p.Delete(ctx); err != nil {
 		t.Errorf("second delete: %v", err)
+	}
+}
+
+// TestPushBasicAuth runs the real gateway behind basic auth: credentials in
+// the URL get the push in; a wrong password is refused, and neither password
+// shows in the error.
+func TestPushBasicAuth(t *testing.T) {
+	g := metricstest.StartPushgateway(t, true)
+	m := New("test")
+	m.SetWaitingJobs("linux", 4)
+	withAuth := func(user, pass string) string {
+		return strings.Replace(g.URL, "http://", "http://"+user+":"+pass+"@", 1)
+	}
+
+	const wrong = "wrong-5ecret"
+	err := newPusher(t, m, withAuth(metricstest.GatewayUser, wrong), "fn-1", nil).Push(t.Context())
+	if err == nil {
+		t.Fatal("push with a wrong password succeeded")
+	}
+	if !strings.Contains(err.Error(), "401") {
+		t.Errorf("push with a wrong password: %v, want the gateway's 401", err)
+	}
+	if strings.Contains(err.Error(), wrong) {
+		t.Errorf("error text holds the password: %v", err)
+	}
+
+	p := newPusher(t, m, withAuth(metricstest.GatewayUser, metricstest.GatewayPassword), "fn-1", nil)
+	if err := p.Push(t.Context()); err != nil {
+		t.Fatalf("push with the right credentials: %v", err)
+	}
+	if v, ok := gatewayWaiting(t, g, "fn-1", "linux"); !ok || v != 4 {
+		t.Errorf("waiting_jobs{instance=fn-1} = %v (found %v), want 4", v, ok)
+	}
+	if strings.Contains(p.String(), metricstest.GatewayPassword) {
+		t.Errorf("Pusher.String holds the password: %s", p)
 	}
 }
 
@@ -160,11 +148,8 @@ func TestPushHonoursDeadline(t *testing.T) {
 	defer srv.Close()
 	defer close(release)
 
-	m := New("test")
-	for name, call := range map[string]func(context.Context) error{
-		"push":   func(ctx context.Context) error { return m.Push(ctx, srv.URL, "fn-1") },
-		"delete": func(ctx context.Context) error { return m.DeletePush(ctx, srv.URL, "fn-1") },
-	} {
+	p := newPusher(t, New("test"), srv.URL, "fn-1", nil)
+	for name, call := range map[string]func(context.Context) error{"push": p.Push, "delete": p.Delete} {
 		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 		err := call(ctx)
 		cancel()
@@ -174,52 +159,99 @@ func TestPushHonoursDeadline(t *testing.T) {
 	}
 }
 
-// TestPushCredentials: credentials in the URL go out as basic auth and stay
-// out of the error text. The stand-in rejects every push as a gateway behind
-// an auth proxy would.
-func TestPushCredentials(t *testing.T) {
-	const user, secret = "pusher", "s3cr3t-pass"
-	var gotUser, gotPass, gotPath string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		gotUser, gotPass, _ = r.BasicAuth()
-		gotPath = r.URL.Path
-		http.Error(w, "upstream unavailable", http.StatusBadGateway)
-	}))
-	defer srv.Close()
-
-	pushURL := strings.Replace(srv.URL, "http://", fmt.Sprintf("http://%s:%s@", user, secret), 1)
-	err := New("test").Push(t.Context(), pushURL, "fn-1")
-	if err == nil {
-		t.Fatal("push to a failing gateway returned nil")
-	}
-	if strings.Contains(err.Error(), secret) {
-		t.Errorf("error text holds the password: %v", err)
-	}
-	if gotUser != user || gotPass != secret {
-		t.Errorf("basic auth = %q/%q, want %q and the password", gotUser, gotPass, user)
-	}
-	if want := "/metrics/job/agentscaler/instance/fn-1"; gotPath != want {
-		t.Errorf("push path = %q, want %q", gotPath, want)
-	}
-}
-
-func TestPushRejectsBadInput(t *testing.T) {
+func TestNewPusherRejectsBadInput(t *testing.T) {
 	m := New("test")
-	for _, tc := range []struct{ url, instance string }{
-		{"http://127.0.0.1:9091", ""},
-		{"127.0.0.1:9091", "fn-1"},
-		{"ftp://127.0.0.1:9091", "fn-1"},
-		{"http://user:hunter2@[::1", "fn-1"},
+	for _, tc := range []struct{ url, instance, want string }{
+		{"http://127.0.0.1:9091", "", "instance"},
+		{"127.0.0.1:9091", "fn-1", "http://pushgateway:9091"},
+		{"ftp://127.0.0.1:9091", "fn-1", "http(s)"},
+		{"http://user:hunter2@[::1", "fn-1", "URL"},
 	} {
-		err := m.Push(t.Context(), tc.url, tc.instance)
+		_, err := m.NewPusher(tc.url, tc.instance, nil)
 		if err == nil {
-			t.Errorf("Push(%q, %q) = nil, want an error", tc.url, tc.instance)
-		} else if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("NewPusher(%q, %q) = nil error", tc.url, tc.instance)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("NewPusher(%q, %q): %v, want it to mention %q", tc.url, tc.instance, err, tc.want)
+		}
+		if strings.Contains(err.Error(), "hunter2") {
 			t.Errorf("error text holds the password: %v", err)
 		}
 	}
 	var nilM *Metrics
-	if err := nilM.Push(t.Context(), "http://127.0.0.1:1", "fn-1"); err != nil {
-		t.Errorf("nil Metrics Push = %v, want nil", err)
+	p, err := nilM.NewPusher("http://127.0.0.1:1", "fn-1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Push(t.Context()); err != nil {
+		t.Errorf("nil Metrics Push = %v, want nil (nothing to push)", err)
+	}
+}
+
+// TestPusherRun drives Run against the real gateway: requests made before a
+// push starts share it, a later request pushes the values of then, and the
+// end of Run removes the group.
+func TestPusherRun(t *testing.T) {
+	g := metricstest.StartPushgateway(t, false)
+	m := New("test")
+	p := newPusher(t, m, g.URL, "fn-1", nil)
+
+	m.SetWaitingJobs("linux", 1)
+	for range 20 {
+		p.Request() // never blocks, with or without Run
+	}
+	if n := len(p.kick); n != 1 {
+		t.Errorf("20 requests left %d pushes pending, want 1", n)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); p.Run(ctx) }()
+
+	eventually(t, "the first push", func() bool { _, ok := gatewayWaiting(t, g, "fn-1", "linux"); return ok })
+	m.SetWaitingJobs("linux", 21)
+	p.Request()
+	eventually(t, "the second push", func() bool { v, _ := gatewayWaiting(t, g, "fn-1", "linux"); return v == 21 })
+	if n := gatewayPuts(t, g); n != 2 {
+		t.Errorf("the gateway took %v pushes for 21 requests in two bursts, want 2", n)
+	}
+
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(metricstest.Wait):
+		t.Fatal("Run did not return after its context ended")
+	}
+	if v, ok := gatewayWaiting(t, g, "fn-1", "linux"); ok {
+		t.Errorf("waiting_jobs{instance=fn-1} = %v still on the gateway after Run ended", v)
+	}
+}
+
+// TestPusherRunLogsFailures: a gateway that refuses the push (a wrong
+// password) costs a warning that names the gateway, never the password; the
+// next request tries again.
+func TestPusherRunLogsFailures(t *testing.T) {
+	g := metricstest.StartPushgateway(t, true)
+	const wrong = "wrong-5ecret"
+	var logs syncbuf.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	p := newPusher(t, New("test"), strings.Replace(g.URL, "http://", "http://"+metricstest.GatewayUser+":"+wrong+"@", 1), "fn-1", log)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); p.Run(ctx) }()
+	p.Request()
+	eventually(t, "a logged push failure", func() bool { return strings.Contains(logs.String(), "metrics push failed") })
+	p.Request()
+	eventually(t, "a second logged push failure", func() bool { return strings.Count(logs.String(), "metrics push failed") == 2 })
+	cancel()
+	<-done
+
+	out := logs.String()
+	if strings.Contains(out, wrong) {
+		t.Errorf("the logs hold the password:\n%s", out)
+	}
+	if !strings.Contains(out, g.URL) {
+		t.Errorf("the failure does not name the gateway %s:\n%s", g.URL, out)
 	}
 }
