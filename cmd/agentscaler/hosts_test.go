@@ -137,7 +137,7 @@ func functionsHostArgs(t *testing.T) []string {
 
 // freeLoopbackPort returns a port that was free a moment ago, as the
 // Functions host picks one for its custom handler.
-func freeLoopbackPort(t *testing.T) string {
+func freeLoopbackPort(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

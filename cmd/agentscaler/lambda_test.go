@@ -175,11 +175,11 @@ func (api *runtimeAPI) invoke(t testing.TB, payload []byte, timeout time.Duratio
 }
 
 // buildBinary builds the command as `make package` does (CGO off, the
-// lambda.norpc tag) into a temporary directory.
+// lambda.norpc tag, trimmed and stripped) into a temporary directory.
 func buildBinary(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "agentscaler")
-	cmd := exec.Command("go", "build", "-tags", "lambda.norpc", "-o", bin, ".")
+	cmd := exec.Command("go", "build", "-trimpath", "-tags", "lambda.norpc", "-ldflags", "-s -w", "-o", bin, ".")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
