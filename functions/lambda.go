@@ -67,7 +67,8 @@ type Lambda struct {
 	Reconciler Reconciler
 	// Pending is waited for after each HTTP event; nil waits for nothing.
 	Pending Pending
-	// Logger receives a line per invocation and per failed pool.
+	// Logger receives scheduled passes, failed pools, and background work
+	// cut off by the deadline; nil discards.
 	Logger *slog.Logger
 	// ReconcileTimeout bounds a scheduled reconcile; 0 means
 	// DefaultReconcileTimeout. The invocation deadline bounds it too.
@@ -88,14 +89,14 @@ type lambdaEvent struct {
 	} `json:"requestContext"`
 }
 
-// ScheduledResult is the answer to a scheduled event: each pool's outcome,
+// scheduledResult is the answer to a scheduled event: each pool's outcome,
 // "ok" or the error, in pool order.
-type ScheduledResult struct {
-	Pools []PoolOutcome `json:"pools"`
+type scheduledResult struct {
+	Pools []poolOutcome `json:"pools"`
 }
 
-// PoolOutcome is one pool's line of a ScheduledResult.
-type PoolOutcome struct {
+// poolOutcome is one pool's line of a scheduledResult.
+type poolOutcome struct {
 	Pool   string `json:"pool"`
 	Result string `json:"result"`
 }
@@ -148,9 +149,9 @@ func (l *Lambda) bounded(ctx context.Context) (context.Context, context.CancelFu
 }
 
 // scheduled reconciles every pool within the invocation deadline.
-func (l *Lambda) scheduled(ctx context.Context) (ScheduledResult, error) {
+func (l *Lambda) scheduled(ctx context.Context) (scheduledResult, error) {
 	if l.Reconciler == nil {
-		return ScheduledResult{}, errors.New("scheduled event: no reconciler configured")
+		return scheduledResult{}, errors.New("scheduled event: no reconciler configured")
 	}
 	timeout := l.ReconcileTimeout
 	if timeout <= 0 {
@@ -161,16 +162,16 @@ func (l *Lambda) scheduled(ctx context.Context) (ScheduledResult, error) {
 	ctx, cancelTimeout := context.WithTimeout(ctx, timeout)
 	defer cancelTimeout()
 
-	res := ScheduledResult{Pools: []PoolOutcome{}}
+	res := scheduledResult{Pools: []poolOutcome{}}
 	var errs []error
 	for _, r := range runAll(ctx, l.Reconciler) {
 		if r.err != nil {
 			l.log().Warn("reconcile failed", "pool", r.pool, "error", r.err)
 			errs = append(errs, fmt.Errorf("pool %s: %w", r.pool, r.err))
-			res.Pools = append(res.Pools, PoolOutcome{Pool: r.pool, Result: r.err.Error()})
+			res.Pools = append(res.Pools, poolOutcome{Pool: r.pool, Result: r.err.Error()})
 			continue
 		}
-		res.Pools = append(res.Pools, PoolOutcome{Pool: r.pool, Result: "ok"})
+		res.Pools = append(res.Pools, poolOutcome{Pool: r.pool, Result: "ok"})
 	}
 	l.log().Info("scheduled reconcile", "pools", len(res.Pools), "failed", len(errs))
 	if len(errs) > 0 {

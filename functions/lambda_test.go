@@ -423,11 +423,11 @@ func TestLambdaScheduledEvent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var res ScheduledResult
+	var res scheduledResult
 	if err := json.Unmarshal(out, &res); err != nil {
 		t.Fatalf("answer %s: %v", out, err)
 	}
-	want := []PoolOutcome{{"linux", "ok"}, {"windows", "ok"}}
+	want := []poolOutcome{{"linux", "ok"}, {"windows", "ok"}}
 	if !slices.Equal(res.Pools, want) {
 		t.Errorf("pools = %+v, want %+v", res.Pools, want)
 	}
