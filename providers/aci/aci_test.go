@@ -125,6 +125,14 @@ func TestCreateConcurrentSendsOnePut(t *testing.T) {
 	svc := newFakeARM(testRG)
 	p := newTestProvider(t, svc, nil)
 	spec := baseSpec("linux-r7")
+	// Hold every GET until released, so that the creates overlap.
+	arrived, release := make(chan string, 16), make(chan struct{})
+	svc.gate = func(c call) {
+		if c.API == apiGet {
+			arrived <- c.Name
+			<-release
+		}
+	}
 	var wg sync.WaitGroup
 	for range 6 {
 		wg.Go(func() {
@@ -133,6 +141,14 @@ func TestCreateConcurrentSendsOnePut(t *testing.T) {
 			}
 		})
 	}
+	<-arrived
+	// Another create reaching ARM now would come at once; give it a moment.
+	select {
+	case <-arrived:
+		t.Errorf("a second create of %s reached ARM while the first was in flight", spec.Name)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
 	wg.Wait()
 	puts := 0
 	for _, c := range svc.requests() {

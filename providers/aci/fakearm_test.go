@@ -62,6 +62,7 @@ type fakeARM struct {
 	lastCreateBody []byte
 	calls          []call
 	faults         []fault
+	gate           func(call) // when set, called before each request is served
 }
 
 type record struct {
@@ -451,7 +452,11 @@ func (d *frontDoor) Do(req *http.Request) (*http.Response, error) {
 			break
 		}
 	}
+	gate := d.arm.gate
 	d.arm.mu.Unlock()
+	if gate != nil {
+		gate(c)
+	}
 	if respond != nil {
 		return respond(req), nil
 	}
