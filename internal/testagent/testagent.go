@@ -232,19 +232,9 @@ type agent struct {
 	log  *slog.Logger
 }
 
+// run returns the exit code, and the error to report.
 func (a *agent) run(ctx context.Context) (int, error) {
-	poolID, err := a.srv.poolID(ctx, a.cfg.pool)
-	if err != nil {
-		return exitError, err
-	}
-	agentID, err := a.register(ctx, poolID)
-	if err != nil {
-		return exitError, err
-	}
-	err = a.session(ctx, poolID, agentID)
-	if !errors.Is(err, errSessionGone) {
-		a.unregister(ctx, poolID, agentID)
-	}
+	err := a.runOnce(ctx)
 	switch {
 	case ctx.Err() != nil:
 		return exitInterrupted, nil
@@ -252,6 +242,22 @@ func (a *agent) run(ctx context.Context) (int, error) {
 		return exitError, err
 	}
 	return exitOK, nil
+}
+
+func (a *agent) runOnce(ctx context.Context) error {
+	poolID, err := a.srv.poolID(ctx, a.cfg.pool)
+	if err != nil {
+		return err
+	}
+	agentID, err := a.register(ctx, poolID)
+	if err != nil {
+		return err
+	}
+	err = a.session(ctx, poolID, agentID)
+	if !errors.Is(err, errSessionGone) {
+		a.unregister(ctx, poolID, agentID)
+	}
+	return err
 }
 
 // register adds the agent, or replaces the one registered under its name
@@ -390,9 +396,10 @@ func (a *agent) ack(ctx context.Context, poolID int, sessionID string, messageID
 }
 
 // runJob acknowledges the job message, reports the job started, holds it
-// for its run time and reports the result: succeeded, canceled when ctx
-// ends first, failed when the run time is unreadable. A job the server
-// finished meanwhile is not an error.
+// for its run time and reports the result: succeeded; canceled when ctx
+// ends first, even before the start report got through, as the agent does;
+// failed when the run time is unreadable. A job the server ended
+// meanwhile is not an error.
 func (a *agent) runJob(ctx context.Context, poolID int, sessionID string, msg *taskAgentMessage) error {
 	a.ack(ctx, poolID, sessionID, msg.MessageID)
 	var job jobRequestMessage
@@ -406,20 +413,22 @@ func (a *agent) runJob(ctx context.Context, poolID int, sessionID string, msg *t
 	case status(err) == http.StatusConflict:
 		a.log.Warn("job ended by the server before it started", "job", 1, "request", job.RequestID, "err", err)
 		return nil
-	case err != nil && ctx.Err() != nil:
-		return nil // not started: closing the session hands it back
-	case err != nil:
+	case err != nil && ctx.Err() == nil:
 		return fmt.Errorf("report job %d started: %w", job.RequestID, err)
 	}
-	runTime, err := job.runTime()
-	a.log.Info("job started", "job", 1, "request", job.RequestID, "run_time", runTime)
+	runTime, rtErr := job.runTime()
 	result := "succeeded"
 	switch {
-	case err != nil:
-		a.log.Error("job failed", "job", 1, "request", job.RequestID, "err", err)
-		result = "failed"
-	case !sleep(ctx, runTime):
+	case ctx.Err() != nil:
 		result = "canceled"
+	case rtErr != nil:
+		a.log.Error("job failed", "job", 1, "request", job.RequestID, "err", rtErr)
+		result = "failed"
+	default:
+		a.log.Info("job started", "job", 1, "request", job.RequestID, "run_time", runTime)
+		if !sleep(ctx, runTime) {
+			result = "canceled"
+		}
 	}
 	now = time.Now().UTC()
 	err = a.srv.updateRequest(context.WithoutCancel(ctx), poolID,
