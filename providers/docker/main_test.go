@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -43,6 +44,9 @@ func engine(t *testing.T) string {
 func newProvider(t *testing.T, opts docker.Options) *docker.Provider {
 	t.Helper()
 	opts.Host = engine(t)
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
 	p, err := docker.New(opts)
 	if err != nil {
 		t.Fatal(err)
