@@ -1,0 +1,31 @@
+// Command kubebins builds and caches the Kubernetes control-plane binaries
+// the Kubernetes tests run (see internal/kubetest), and prints where they
+// are. `make test` runs it before `go test`, so that a cold build (several
+// minutes) never eats into go test's timeout.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/agentscaler/agentscaler/internal/kubetest"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// A cold build on two busy cores takes minutes; an hour means it hangs.
+	ctx, cancel := context.WithTimeout(ctx, time.Hour)
+	defer cancel()
+	bins, err := kubetest.Build(ctx, os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kubebins:", err)
+		os.Exit(1)
+	}
+	fmt.Println(bins.APIServer)
+	fmt.Println(bins.ControllerManager)
+}
