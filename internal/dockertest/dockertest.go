@@ -117,15 +117,21 @@ func Start(t testing.TB) *Engine {
 	return e
 }
 
+// dockerdPaths are tried in turn: PATH often lacks /usr/sbin.
+var dockerdPaths = []string{"dockerd", "/usr/sbin/dockerd"}
+
 func start() (*Engine, error) {
 	if host := os.Getenv(EnvHost); host != "" {
 		return &Engine{Host: host}, nil
 	}
-	bin, err := exec.LookPath("dockerd")
-	if err != nil {
-		bin, err = exec.LookPath("/usr/sbin/dockerd")
+	var bin string
+	for _, name := range dockerdPaths {
+		if path, err := exec.LookPath(name); err == nil {
+			bin = path
+			break
+		}
 	}
-	if err != nil {
+	if bin == "" {
 		return nil, fmt.Errorf("dockerd is not installed: install the engine with `apt-get install docker.io` (or `make deps`), or set %s to the address of a running engine", EnvHost)
 	}
 	if os.Geteuid() != 0 {
@@ -133,8 +139,7 @@ func start() (*Engine, error) {
 	}
 	sweep()
 
-	// Unix socket paths are limited to 108 bytes: stay short, under /tmp.
-	dir, err := os.MkdirTemp("", "dk")
+	dir, err := os.MkdirTemp(tempBase(), "dk")
 	if err != nil {
 		return nil, fmt.Errorf("dockertest: %w", err)
 	}
@@ -308,6 +313,16 @@ func (e *Engine) logTail() string {
 	return strings.Join(lines[max(0, len(lines)-20):], "\n")
 }
 
+// tempBase is where engine directories go: the temporary directory, unless
+// its path is so long that the socket's would pass the 108 bytes unix
+// sockets allow.
+func tempBase() string {
+	if base := os.TempDir(); len(base) <= 64 {
+		return base
+	}
+	return "/tmp"
+}
+
 func writeOwner(dir string) error {
 	tmp := filepath.Join(dir, ownerFile+".tmp")
 	if err := os.WriteFile(tmp, []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
@@ -323,7 +338,7 @@ func writeOwner(dir string) error {
 // (killed by a test timeout, say). Directories without an owner file are
 // not ours, or not written yet, and are left alone.
 func sweep() {
-	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "dk*"))
+	dirs, _ := filepath.Glob(filepath.Join(tempBase(), "dk*"))
 	for _, dir := range dirs {
 		b, err := os.ReadFile(filepath.Join(dir, ownerFile))
 		if err != nil {
