@@ -44,18 +44,24 @@ func main() {
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
 	stop()
 	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
+		var st exitStatus
+		if !errors.Is(err, flag.ErrHelp) && !errors.As(err, &st) {
 			fmt.Fprintln(os.Stderr, "agentscaler:", err)
 		}
 		os.Exit(exitCode(err))
 	}
 }
 
-// exitCode is 2 for usage errors, 1 for everything else.
+// exitCode is 2 for usage errors, a command's own status when it chose
+// one, and 1 for everything else.
 func exitCode(err error) int {
 	var u usageError
 	if errors.As(err, &u) || errors.Is(err, flag.ErrHelp) {
 		return 2
+	}
+	var st exitStatus
+	if errors.As(err, &st) {
+		return int(st)
 	}
 	return 1
 }
@@ -85,6 +91,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return cmdDemo(ctx, rest, stdout, stderr, getenv)
 	case "validate":
 		return cmdValidate(rest, stdout, stderr, getenv)
+	case testAgentCommand:
+		return cmdTestAgent(ctx, stdout, stderr, getenv)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "agentscaler %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return nil
