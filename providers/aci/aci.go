@@ -12,12 +12,14 @@
 // What each call costs in ARM requests:
 //   - Create: a GET (an existing group is returned as it is, never updated),
 //     then the PUT, then polls of the operation every PollInterval (or the
-//     Retry-After the service asks for) until it is done or Wait has passed;
-//     a done PUT ends with the GET the SDK makes for the final result. A group
-//     still provisioning after Wait is returned pending: provisioning is mostly
-//     the image pull, tens of seconds to minutes, and waiting for it would hold
-//     a slot of the pool's parallel creates without starting the agent sooner.
-//     List reports it once it runs, or failed with the service's reason.
+//     Retry-After the service asks for) until it is done or Wait has passed
+//     (or a poll itself fails); a done PUT ends with the GET the SDK makes for
+//     the final result. A group still provisioning then is returned pending:
+//     provisioning is mostly the image pull, tens of seconds to minutes, and
+//     waiting for it would hold a slot of the pool's parallel creates without
+//     starting the agent sooner. Wait catches what fails within seconds (region
+//     capacity, a refused image) in the create's own result. List reports the
+//     rest: running, or failed with the service's reason.
 //   - List: the list of the resource group (one call per page), then one GET
 //     per group of the pool: the list leaves out the instance view that holds
 //     state and exit code. Groups still provisioning need no GET, and an ended
@@ -226,7 +228,7 @@ func (p *Provider) Create(ctx context.Context, spec providers.AgentSpec) (provid
 		}
 		return providers.Instance{}, failure(opCreate, spec.Name, err, secrets)
 	}
-	res, done, err := follow(ctx, poller, p.opt.Wait, p.opt.PollInterval)
+	res, done, err := follow(ctx, poller, p.opt.Wait, p.opt.PollInterval, p.opt.Logger.With("name", spec.Name))
 	if err != nil {
 		return providers.Instance{}, failure(opCreate, spec.Name, err, secrets)
 	}
@@ -345,7 +347,7 @@ func (p *Provider) Delete(ctx context.Context, name string) error {
 		}
 		return failure(opDelete, name, err, nil)
 	}
-	_, done, err := follow(ctx, poller, p.opt.Wait, p.opt.PollInterval)
+	_, done, err := follow(ctx, poller, p.opt.Wait, p.opt.PollInterval, p.opt.Logger.With("name", name))
 	if err != nil && statusOf(err) != http.StatusNotFound {
 		return failure(opDelete, name, err, nil)
 	}
@@ -416,9 +418,10 @@ func (p *Provider) forget(name string) {
 }
 
 // follow polls a long-running operation until it is done or wait has
-// passed. It reports done false, without error, when the time is up or ctx
-// ends first: ARM has accepted the operation and carries it out regardless.
-func follow[T any](ctx context.Context, poller *runtime.Poller[T], wait, interval time.Duration) (T, bool, error) {
+// passed. It reports done false, without error, when the time is up, ctx
+// ends or a poll fails: ARM has accepted the operation and carries it out
+// regardless, and List reports how it went.
+func follow[T any](ctx context.Context, poller *runtime.Poller[T], wait, interval time.Duration, log *slog.Logger) (T, bool, error) {
 	var zero T
 	deadline := time.Now().Add(wait)
 	pause := interval
@@ -435,10 +438,16 @@ func follow[T any](ctx context.Context, poller *runtime.Poller[T], wait, interva
 		}
 		resp, err := poller.Poll(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
-				return zero, false, nil
+			// A failed operation is reported in a successful answer to
+			// the poll; a poll that itself failed (throttled, refused,
+			// timed out) says nothing about the operation.
+			if s := statusOf(err); s > 0 && s < 400 {
+				return zero, false, err
 			}
-			return zero, false, err
+			if ctx.Err() == nil {
+				log.Warn("stopped following an accepted operation: its status could not be read", "error", err)
+			}
+			return zero, false, nil
 		}
 		pause = interval
 		if d := retryAfter(resp); d > 0 {

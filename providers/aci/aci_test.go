@@ -195,6 +195,22 @@ func TestCreateStopsFollowingAfterWait(t *testing.T) {
 	}
 }
 
+func TestCreateSurvivesAFailedPoll(t *testing.T) {
+	svc := newFakeARM(testRG)
+	p := newTestProvider(t, svc, nil)
+	// A role that may write groups but not read the operation's status.
+	svc.inject(func(c call) bool { return c.Poll }, func(req *http.Request) *http.Response {
+		return armError(req, http.StatusForbidden, "AuthorizationFailed", "The client does not have authorization to perform action over the operation status.", nil)
+	})
+	in, err := p.Create(t.Context(), baseSpec("linux-r14"))
+	if err != nil || in.State != providers.StatePending {
+		t.Errorf("Create whose poll was refused: %+v, %v; want the accepted group, pending", in, err)
+	}
+	if got := list(t, p, "linux"); len(got) != 1 {
+		t.Errorf("List = %+v; want the created group", got)
+	}
+}
+
 func TestThrottledThenSuccess(t *testing.T) {
 	svc := newFakeARM(testRG)
 	p := newTestProvider(t, svc, nil)
