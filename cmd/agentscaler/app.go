@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -32,6 +34,7 @@ type app struct {
 	ado     *azuredevops.Client
 	auth    azuredevops.Authorizer
 	scaler  *scaler.Scaler
+	pusher  *metrics.Pusher // nil unless AGENTSCALER_PUSHGATEWAY_URL is set
 }
 
 // deps lets tests and the demo hand in what would otherwise be built from
@@ -79,6 +82,9 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv fu
 		return nil, err
 	}
 	a.ado = client
+	if a.pusher, err = newPusher(a.metrics, getenv, log); err != nil {
+		return nil, err
+	}
 
 	var pools []scaler.Pool
 	for _, pc := range cfg.Pools {
@@ -100,7 +106,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv fu
 			Spec:         a.specFunc(pc),
 		})
 	}
-	a.scaler = scaler.New(scaler.Options{
+	opts := scaler.Options{
 		AzureDevOps:         client,
 		Pools:               pools,
 		Metrics:             a.metrics,
@@ -108,8 +114,72 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv fu
 		Parallelism:         cfg.Reconcile.Parallelism,
 		CallTimeout:         cfg.Reconcile.CallTimeout,
 		RespectParallelJobs: cfg.AzureDevOps.RespectParallelJobs,
-	})
+	}
+	if a.pusher != nil {
+		// Whatever triggered the reconcile: the timer, a service hook, the
+		// Functions timer invocation.
+		opts.AfterReconcile = a.pusher.Request
+	}
+	a.scaler = scaler.New(opts)
 	return a, nil
+}
+
+// Push mode: environment variables, read in every configuration mode, since
+// a serverless host sets them next to its other settings.
+const (
+	envPushURL      = "AGENTSCALER_PUSHGATEWAY_URL"
+	envPushUsername = "AGENTSCALER_PUSHGATEWAY_USERNAME"
+	envPushPassword = "AGENTSCALER_PUSHGATEWAY_PASSWORD"
+	envPushInstance = "AGENTSCALER_PUSHGATEWAY_INSTANCE"
+)
+
+// newPusher returns the Pushgateway pusher the environment asks for, or nil
+// when AGENTSCALER_PUSHGATEWAY_URL is unset. Basic-auth credentials come
+// from their own variables or from the URL; neither is ever logged.
+func newPusher(m *metrics.Metrics, getenv func(string) string, log *slog.Logger) (*metrics.Pusher, error) {
+	raw := strings.TrimSpace(getenv(envPushURL))
+	if raw == "" {
+		return nil, nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		// Never repeat the value: it may hold a password.
+		return nil, fmt.Errorf("%s is not an absolute http(s) URL; set it to the Pushgateway's base URL, like http://pushgateway:9091", envPushURL)
+	}
+	user, pass := getenv(envPushUsername), getenv(envPushPassword)
+	switch {
+	case user != "":
+		u.User = url.UserPassword(user, pass)
+	case pass != "":
+		return nil, fmt.Errorf("%s is set but %s is empty; set both for basic auth", envPushPassword, envPushUsername)
+	}
+	instance, err := pushInstance(getenv)
+	if err != nil {
+		return nil, err
+	}
+	p, err := m.NewPusher(u.String(), instance, log)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", envPushURL, err)
+	}
+	log.Info("metrics push enabled", "pushgateway", p.String())
+	return p, nil
+}
+
+// pushInstance names this process in its Pushgateway group: the name given
+// in AGENTSCALER_PUSHGATEWAY_INSTANCE, else the id the host gives the
+// instance (Azure Functions and App Service, an AWS Lambda execution
+// environment), else the host name (a pod's name in Kubernetes).
+func pushInstance(getenv func(string) string) (string, error) {
+	for _, k := range []string{envPushInstance, "WEBSITE_INSTANCE_ID", "AWS_LAMBDA_LOG_STREAM_NAME"} {
+		if v := strings.TrimSpace(getenv(k)); v != "" {
+			return v, nil
+		}
+	}
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "", fmt.Errorf("%s: the host name is unknown (%v); set %s to a name for this instance", envPushURL, err, envPushInstance)
+	}
+	return h, nil
 }
 
 // provider returns the pool's provider: one handed in, or a new one built

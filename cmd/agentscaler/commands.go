@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
 
 	"github.com/agentscaler/agentscaler/config"
@@ -23,9 +24,16 @@ func cmdValidate(args []string, stdout, stderr io.Writer, getenv func(string) st
 	if err != nil {
 		return err
 	}
+	pusher, err := newPusher(nil, getenv, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
 	fmt.Fprintf(stdout, "configuration ok: %s, %d pool(s)\n", cfg.AzureDevOps.URL, len(cfg.Pools))
 	for _, p := range cfg.Pools {
 		fmt.Fprintf(stdout, "  %s: Azure DevOps pool %q, provider %s, max_agents %d, min_idle %d\n", p.Name, p.AzurePool, p.Provider, p.MaxAgents, p.MinIdle)
+	}
+	if pusher != nil {
+		fmt.Fprintf(stdout, "  metrics pushed to %s\n", pusher)
 	}
 	return nil
 }
@@ -59,9 +67,18 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	return a.serve(ctx, *addr, nil)
 }
 
-// serve runs the HTTP surface until ctx ends, then waits for reconciles in flight.
+// serve runs the HTTP surface until ctx ends, then waits for reconciles in
+// flight. In push mode it pushes the metrics after reconciles meanwhile, and
+// at the end deletes this instance's group from the Pushgateway.
 func (a *app) serve(ctx context.Context, addr string, onListen func(string)) error {
 	defer a.scaler.Wait()
+	if a.pusher != nil {
+		// Stopped when serve returns for any reason, not only when ctx ends.
+		pushCtx, stopPush := context.WithCancel(ctx)
+		pushed := make(chan struct{})
+		go func() { defer close(pushed); a.pusher.Run(pushCtx) }()
+		defer func() { stopPush(); <-pushed }()
+	}
 	return functions.Serve(ctx, functions.ServeOptions{
 		Handler:    a.handler(),
 		Addr:       addr,
@@ -101,8 +118,31 @@ func cmdReconcile(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	return a.reconcileOnce(ctx, *dryRun, *output == "json", stdout)
+	err = a.reconcileOnce(ctx, *dryRun, *output == "json", stdout)
+	if !*dryRun {
+		a.pushOnce(ctx)
+	}
+	return err
 }
+
+// pushOnce pushes the metrics of a one-shot pass (a cron job, say), whose
+// process ends before a background push would. The group stays on the
+// gateway for the scraper. A failure is logged, never returned: metrics must
+// not fail a reconcile.
+func (a *app) pushOnce(ctx context.Context) {
+	if a.pusher == nil {
+		return
+	}
+	// The pass may have used up ctx; the push gets its own bound.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pushTimeout)
+	defer cancel()
+	if err := a.pusher.Push(ctx); err != nil {
+		a.log.Warn("metrics push failed", "error", err)
+	}
+}
+
+// pushTimeout bounds the push at the end of a one-shot reconcile.
+const pushTimeout = 10 * time.Second
 
 func (a *app) reconcileOnce(ctx context.Context, dryRun, asJSON bool, stdout io.Writer) error {
 	enc := json.NewEncoder(stdout)
