@@ -13,10 +13,6 @@ import (
 
 func init() { providerFactories["docker"] = newDockerProvider }
 
-// prepullTimeout bounds the pull a pool with prepull starts at startup;
-// agent images are large and registries sometimes slow.
-const prepullTimeout = 30 * time.Minute
-
 // newDockerProvider builds the pool's Docker provider. With prepull, the
 // agent image is pulled in the background: serving starts at once, and the
 // first creates wait for that pull instead of starting their own.
@@ -70,7 +66,8 @@ func dockerOptions(pool config.Pool, getenv func(string) string) (docker.Options
 }
 
 func prepull(ctx context.Context, p *docker.Provider, image string, log *slog.Logger) {
-	ctx, cancel := context.WithTimeout(ctx, prepullTimeout)
+	// The bound of a pull: agent images are large, registries sometimes slow.
+	ctx, cancel := context.WithTimeout(ctx, docker.DefaultPullTimeout)
 	defer cancel()
 	start := time.Now()
 	log.Info("prepulling the agent image", "image", image)
