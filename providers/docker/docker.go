@@ -34,6 +34,7 @@ import (
 	"log/slog"
 	"maps"
 	"path"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -79,7 +80,8 @@ const (
 // networking and pull policy missing.
 type Options struct {
 	// Host is the engine address, such as unix:///var/run/docker.sock or
-	// tcp://docker.example.com:2376; empty means the environment's.
+	// tcp://docker.example.com:2376. Empty means the environment's:
+	// DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH, DOCKER_API_VERSION.
 	Host string
 	// TLSCertPath is a directory with ca.pem, cert.pem and key.pem for a
 	// tcp:// Host; the engine's certificate is verified against ca.pem.
@@ -178,13 +180,15 @@ func New(opts Options) (*Provider, error) {
 			return nil, fmt.Errorf("docker: registry config file: %w", err)
 		}
 	}
+	// A configured host takes nothing from the environment: mixing one
+	// engine's address with another's certificates helps nobody.
 	clientOpts := []client.Opt{client.FromEnv}
 	if opts.Host != "" {
-		clientOpts = append(clientOpts, client.WithHost(opts.Host))
+		clientOpts = []client.Opt{client.WithHost(opts.Host)}
 	}
 	if opts.TLSCertPath != "" {
 		clientOpts = append(clientOpts, client.WithTLSClientConfig(
-			path.Join(opts.TLSCertPath, "ca.pem"), path.Join(opts.TLSCertPath, "cert.pem"), path.Join(opts.TLSCertPath, "key.pem")))
+			filepath.Join(opts.TLSCertPath, "ca.pem"), filepath.Join(opts.TLSCertPath, "cert.pem"), filepath.Join(opts.TLSCertPath, "key.pem")))
 	}
 	clientOpts = append(clientOpts, client.WithAPIVersionNegotiation())
 	cli, err := client.NewClientWithOpts(clientOpts...)

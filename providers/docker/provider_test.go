@@ -107,7 +107,7 @@ func TestTokenFileKeepsTheSecretOutOfTheContainerConfig(t *testing.T) {
 
 func TestSecretsAsEnvironmentByDefault(t *testing.T) {
 	cli := engineClient(t)
-	p := newProvider(t, docker.Options{Network: "none", Pull: docker.PullNever})
+	p := newProvider(t, docker.Options{Pull: docker.PullNever})
 	s := spec(t, "env")
 	s.Secrets = map[string]string{"AZP_TOKEN": "azp-pat-" + randomHex(t, 20)}
 	create(t, p, s)
@@ -123,6 +123,9 @@ func TestSecretsAsEnvironmentByDefault(t *testing.T) {
 		if strings.HasPrefix(kv, "AZP_TOKEN_FILE=") {
 			t.Errorf("Env carries %q with token_file off", kv)
 		}
+	}
+	if c.HostConfig.NetworkMode != docker.DefaultNetwork {
+		t.Errorf("NetworkMode = %q, want the default %q", c.HostConfig.NetworkMode, docker.DefaultNetwork)
 	}
 }
 
