@@ -115,18 +115,10 @@ type Registry struct {
 	Identity string // resource id of a user-assigned identity, instead of Username/Password
 }
 
-// groupsClient is the part of the SDK's ContainerGroupsClient the provider uses.
-type groupsClient interface {
-	BeginCreateOrUpdate(ctx context.Context, resourceGroupName, containerGroupName string, containerGroup armcontainerinstance.ContainerGroup, options *armcontainerinstance.ContainerGroupsClientBeginCreateOrUpdateOptions) (*runtime.Poller[armcontainerinstance.ContainerGroupsClientCreateOrUpdateResponse], error)
-	BeginDelete(ctx context.Context, resourceGroupName, containerGroupName string, options *armcontainerinstance.ContainerGroupsClientBeginDeleteOptions) (*runtime.Poller[armcontainerinstance.ContainerGroupsClientDeleteResponse], error)
-	Get(ctx context.Context, resourceGroupName, containerGroupName string, options *armcontainerinstance.ContainerGroupsClientGetOptions) (armcontainerinstance.ContainerGroupsClientGetResponse, error)
-	NewListByResourceGroupPager(resourceGroupName string, options *armcontainerinstance.ContainerGroupsClientListByResourceGroupOptions) *runtime.Pager[armcontainerinstance.ContainerGroupsClientListByResourceGroupResponse]
-}
-
 // Provider runs agents as container groups. It is safe for concurrent use.
 type Provider struct {
 	opt      Options
-	groups   groupsClient
+	groups   *armcontainerinstance.ContainerGroupsClient
 	creating keyedLock // one create of a name at a time in this process
 
 	mu    sync.Mutex

@@ -96,9 +96,8 @@ func TestCreateFollowsTheOperation(t *testing.T) {
 	if in.State != providers.StateRunning || in.Started.IsZero() || in.Request != 42 {
 		t.Errorf("Create after the operation completed: %+v; want running with Started, request 42", in)
 	}
-	// With real ARM the SDK adds one GET for the final result of a PUT
-	// that went through Azure-AsyncOperation; the fake poller carries the
-	// result in its last answer.
+	// The fake poller carries the result in its last answer; with ARM's
+	// Azure-AsyncOperation the SDK adds a GET (TestOperationsOverTheWire).
 	want := []string{"GET Get", "PUT BeginCreateOrUpdate", "poll BeginCreateOrUpdate", "poll BeginCreateOrUpdate", "poll BeginCreateOrUpdate"}
 	if got := svc.requests(); !slices.Equal(got, want) {
 		t.Errorf("ARM calls of a create:\n got %q\nwant %q", got, want)
