@@ -272,8 +272,12 @@ func (p *Provider) create(ctx context.Context, spec providers.AgentSpec) (provid
 	case isNoSuchImage(err):
 		// The engine checks the image before the name: an instance of this
 		// name may exist although its image is gone.
-		if c, ierr := p.inspect(ctx, spec.Name); ierr == nil {
+		c, ierr := p.inspect(ctx, spec.Name)
+		if ierr == nil {
 			return p.adoptContainer(ctx, spec, c)
+		}
+		if !cerrdefs.IsNotFound(ierr) {
+			return providers.Instance{}, ierr
 		}
 		return providers.Instance{}, permanent("image_not_found", fmt.Errorf(
 			"image %s is not on the engine and the pull policy is %s; load it there, or set pull to missing or always", spec.Image, p.opts.Pull))
