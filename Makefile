@@ -10,9 +10,12 @@ STATICCHECK_VERSION := v0.8.2
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/agentscaler
 
-# The whole loop on this machine: the built-in Azure DevOps emulator, serve, and a provider.
+# The whole loop on this machine: the built-in Azure DevOps emulator, serve, and agents in Docker
+# containers. Installs Debian's docker.io when dockerd is missing, and starts a private engine when
+# none answers (scripts/with-dockerd).
 run: build
-	$(BIN) demo
+	@$(MAKE) --no-print-directory deps DEPS=dockerd:docker.io
+	scripts/with-dockerd $(BIN) demo
 
 # Installs what the tests need (see deps) when missing, then runs every test with the race detector.
 test: deps

@@ -350,7 +350,7 @@ func TestDemo(t *testing.T) {
 		t.Skip("the demo takes several seconds")
 	}
 	var stdout, stderr bytes.Buffer
-	if err := run(context.Background(), []string{"demo", "--timeout", "60s"}, &stdout, &stderr, testEnv); err != nil {
+	if err := run(context.Background(), []string{"demo", "--provider", "memory", "--timeout", "60s"}, &stdout, &stderr, testEnv); err != nil {
 		t.Fatalf("demo: %v\n%s\n%s", err, stdout.String(), stderr.String())
 	}
 	out := stdout.String()
