@@ -1,0 +1,80 @@
+package kubetest
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestCacheDir(t *testing.T) {
+	t.Setenv("AGENTSCALER_KUBE_CACHE", "/srv/kube-cache")
+	if dir, err := CacheDir(); err != nil || dir != filepath.Join("/srv/kube-cache", Version) {
+		t.Errorf("CacheDir() = %q, %v; want the version under AGENTSCALER_KUBE_CACHE", dir, err)
+	}
+	t.Setenv("AGENTSCALER_KUBE_CACHE", "")
+	t.Setenv("XDG_CACHE_HOME", "/home/ci/.cache")
+	if dir, err := CacheDir(); err != nil || dir != filepath.Join("/home/ci/.cache/agentscaler/kube", Version) {
+		t.Errorf("CacheDir() = %q, %v; want it under XDG_CACHE_HOME", dir, err)
+	}
+}
+
+// TestLock checks that a second builder waits for the first, and gives up
+// when its context ends.
+func TestLock(t *testing.T) {
+	path := filepath.Join(t.TempDir(), ".lock")
+	var log strings.Builder
+	unlock, err := lock(context.Background(), path, &log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	if _, err := lock(ctx, path, &log); err == nil {
+		t.Fatal("a second lock was granted while the first was held")
+	}
+	if !strings.Contains(log.String(), "waiting for another process") {
+		t.Errorf("the waiting builder said nothing: %q", log.String())
+	}
+	unlock()
+	unlock2, err := lock(context.Background(), path, &log)
+	if err != nil {
+		t.Fatalf("lock after unlock: %v", err)
+	}
+	unlock2()
+}
+
+// TestStagingModules reads the real k8s.io/kubernetes go.mod (from the
+// module cache, or through the proxy) and checks the throwaway module
+// replaces what it must.
+func TestStagingModules(t *testing.T) {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module probe\n\ngo 1.26.0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mods, err := stagingModules(t.Context(), goTool, dir, append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"k8s.io/api", "k8s.io/apimachinery", "k8s.io/client-go", "k8s.io/apiserver", "k8s.io/component-base", "k8s.io/kube-controller-manager"} {
+		if !strings.Contains(string(throwawayGoMod(mods)), "\t"+want+" => "+want+" "+stagingVersion+"\n") {
+			t.Errorf("the throwaway go.mod does not pin %s to %s:\n%s", want, stagingVersion, throwawayGoMod(mods))
+		}
+	}
+}
+
+// TestNoEtcd checks that a machine without etcd is told how to get it.
+func TestNoEtcd(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	_, err := start()
+	if err == nil || !strings.Contains(err.Error(), "apt-get install etcd-server") {
+		t.Errorf("start() without etcd = %v; want an error naming apt-get install etcd-server", err)
+	}
+}
