@@ -70,7 +70,13 @@ func (p *Provider) instance(job *batchv1.Job, pod *corev1.Pod) providers.Instanc
 	}
 	if ctr != nil && ctr.State.Waiting != nil && startFailures[ctr.State.Waiting.Reason] {
 		w := ctr.State.Waiting
-		return failed(in, podChanged(pod), joinReasons(w.Reason, w.Message))
+		// The kubelet keeps retrying and rewriting the message; the time
+		// it took the pod on does not move.
+		at := pod.CreationTimestamp.Time
+		if pod.Status.StartTime != nil {
+			at = pod.Status.StartTime.Time
+		}
+		return failed(in, at, joinReasons(w.Reason, w.Message))
 	}
 	if pod != nil && pod.Status.Phase == corev1.PodRunning {
 		in.State = providers.StateRunning
@@ -166,8 +172,9 @@ func condition(job *batchv1.Job, types ...batchv1.JobConditionType) *batchv1.Job
 	return nil
 }
 
-// podChanged is the last time the pod's conditions changed, a stable
-// stand-in for when it failed; its creation when it has none.
+// podChanged is the last time the failed pod's conditions changed, a
+// stand-in for when it failed that no longer moves; its creation when it
+// has none.
 func podChanged(pod *corev1.Pod) time.Time {
 	t := pod.CreationTimestamp.Time
 	for _, c := range pod.Status.Conditions {
