@@ -339,3 +339,39 @@ func TestPushSettingsValidated(t *testing.T) {
 		t.Errorf("validate output %q, want %q and no password", out, want)
 	}
 }
+
+// TestReconcileCommandPushes: a one-shot `agentscaler reconcile` (a cron
+// job) pushes its pass to the real Pushgateway before it exits and leaves
+// the group there for the scraper; a dry run pushes nothing.
+func TestReconcileCommandPushes(t *testing.T) {
+	g := metricstest.StartPushgateway(t, false)
+	emu := startEmulator(t, adoemu.Options{})
+	for range 3 {
+		emu.QueueJob("Default", adoemu.Job{Demands: []string{"docker"}})
+	}
+	path := writeConfig(t, emu.OrgURL(), "")
+	env := map[string]string{envPushURL: g.URL, envPushInstance: "cron-1"}
+	getenv := func(k string) string {
+		if v, ok := env[k]; ok {
+			return v
+		}
+		return testEnv(k)
+	}
+	group := map[string]string{"job": metrics.PushJob, "instance": "cron-1", "pool": "linux"}
+	reconcile := func(args ...string) {
+		t.Helper()
+		var stdout, stderr strings.Builder
+		if err := run(context.Background(), append([]string{"reconcile", "--config", path}, args...), &stdout, &stderr, getenv); err != nil {
+			t.Fatalf("reconcile %v: %v\n%s", args, err, stderr.String())
+		}
+	}
+
+	reconcile("--dry-run")
+	if v, ok := g.Value(t, "agentscaler_waiting_jobs", group); ok {
+		t.Errorf("the dry run pushed agentscaler_waiting_jobs = %v", v)
+	}
+	reconcile()
+	if v, ok := g.Value(t, "agentscaler_waiting_jobs", group); !ok || v != 3 {
+		t.Errorf("pushed agentscaler_waiting_jobs = %v (found %v), want 3", v, ok)
+	}
+}
