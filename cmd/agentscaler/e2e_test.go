@@ -1,0 +1,279 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentscaler/agentscaler/config"
+	"github.com/agentscaler/agentscaler/internal/adoemu"
+	"github.com/agentscaler/agentscaler/internal/dockertest"
+	"github.com/agentscaler/agentscaler/internal/syncbuf"
+	"github.com/agentscaler/agentscaler/providers"
+	"github.com/agentscaler/agentscaler/providers/docker"
+)
+
+// TestMain shares one private Docker engine between the package's tests.
+func TestMain(m *testing.M) { os.Exit(dockertest.Main(m)) }
+
+// e2eJob is a job of the end-to-end workload and the pool that must serve it.
+type e2eJob struct {
+	azurePool string
+	demands   []string
+	runs      time.Duration
+	servedBy  string // our pool whose agents match, "" when none does
+}
+
+// TestDockerEndToEnd runs the whole loop on a real engine: the emulator
+// posts service hooks (each delivered twice) to serve, which starts
+// containers running this very binary as the stand-in agent; each agent
+// registers, takes one job, reports it and unregisters. Every job must run
+// exactly once on an agent of a pool that matches it, jobs nobody matches
+// get no agent, and nothing of ours is left afterwards.
+func TestDockerEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs 17 containers")
+	}
+	eng := dockertest.Shared(t)
+	prov, err := docker.New(docker.Options{Host: eng.Host})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { prov.Close() })
+	bin, err := os.ReadFile(buildBinary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const image = "agentscaler-e2e-agent:test"
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
+	if err := prov.ImportImage(ctx, image, docker.Image{
+		Files:      map[string][]byte{agentImagePath: bin},
+		Entrypoint: []string{agentImagePath, testAgentCommand},
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	emu := startEmulator(t, adoemu.Options{AutoAssign: true, ParallelJobs: 50})
+	emu.AddPool("Tools")
+	cfgPath := filepath.Join(t.TempDir(), "agentscaler.yaml")
+	if err := os.WriteFile(cfgPath, fmt.Appendf(nil, `azuredevops:
+  url: %[1]s
+  token_env: AZP_TOKEN
+webhook:
+  basic_auth: {username: azdo, password_env: HOOK_PASSWORD}
+reconcile:
+  interval: 2s
+pools:
+  - name: linux
+    azure_pool: Default
+    provider: docker
+    max_agents: 8
+    capabilities: {Agent.OS: Linux, docker: ""}
+    agent: {image: %[2]s, env: {docker: "true"}}
+    docker: {host: %[3]s, network: host, pull: never, token_file: true}
+  - name: tools
+    azure_pool: Tools
+    provider: docker
+    max_agents: 4
+    capabilities: {java: ""}
+    agent: {image: %[2]s, env: {java: "17"}}
+    docker: {host: %[3]s, network: host, pull: never}
+`, emu.OrgURL(), image, eng.Host), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(cfgPath, testEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncbuf.Buffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	a, err := newApp(ctx, cfg, log, testEnv, deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveCtx, stopServe := context.WithCancel(context.Background())
+	listening := make(chan string, 1)
+	served := make(chan error, 1)
+	go func() { served <- a.serve(serveCtx, "127.0.0.1:0", func(addr string) { listening <- addr }) }()
+	defer func() {
+		stopServe()
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		for _, secret := range []string{testPAT, testPassword} {
+			if strings.Contains(logs.String(), secret) {
+				t.Errorf("a secret appears in the logs")
+			}
+		}
+	}()
+	addr := <-listening
+	emu.Subscribe(adoemu.Subscription{URL: "http://" + addr + "/api/webhook/azuredevops", Username: "azdo", Password: testPassword})
+
+	jobs := map[int64]e2eJob{}
+	queue := func(j e2eJob) {
+		id := emu.QueueJob(j.azurePool, adoemu.Job{Name: fmt.Sprintf("job-%d", len(jobs)+1), Demands: j.demands, Duration: j.runs})
+		jobs[id] = j
+	}
+	for i := range 8 {
+		queue(e2eJob{"Default", []string{"docker"}, time.Duration(1+i%2) * time.Second, "linux"})
+	}
+	for range 3 {
+		queue(e2eJob{"Default", nil, time.Second, "linux"})
+	}
+	for range 2 {
+		queue(e2eJob{"Default", []string{"Agent.OS -equals Linux", "Agent.Version -gtVersion 3.0.0"}, time.Second, "linux"})
+	}
+	queue(e2eJob{"Default", []string{"cuda"}, time.Second, ""})
+	queue(e2eJob{"Default", []string{"Agent.OS -equals Windows_NT"}, time.Second, ""})
+	for range 4 {
+		queue(e2eJob{"Tools", []string{"java"}, time.Second, "tools"})
+	}
+	queue(e2eJob{"Tools", []string{"docker"}, time.Second, ""}) // the tools agents have no docker
+	if len(jobs) != 20 {
+		t.Fatalf("queued %d jobs, want 20", len(jobs))
+	}
+
+	// Deliver every first hook twice, as Azure DevOps does when an answer
+	// is slow: the second copy must change nothing.
+	redelivered := map[string]bool{}
+	seen := map[string]providers.Instance{} // every instance ever listed
+	poll := func() (left int) {
+		for _, d := range emu.Deliveries() {
+			if d.Attempt == 1 && !redelivered[d.EventID] {
+				redelivered[d.EventID] = true
+				if err := emu.Redeliver(d.EventID); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		for _, pool := range []string{"linux", "tools"} {
+			lctx, lcancel := context.WithTimeout(ctx, 10*time.Second)
+			list, err := prov.List(lctx, pool)
+			lcancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, in := range list {
+				if prev, ok := seen[in.Name]; !ok || prev.Started.IsZero() {
+					seen[in.Name] = in
+				}
+			}
+			left += len(list)
+		}
+		return left
+	}
+	for {
+		left := poll()
+		done, ours := 0, 0
+		for _, pool := range []string{"Default", "Tools"} {
+			for _, r := range emu.Requests(pool) {
+				if r.State() == adoemu.StateCompleted {
+					done++
+				}
+			}
+			for _, ag := range emu.Agents(pool) {
+				if isOurs(ag.Name) {
+					ours++
+				}
+			}
+		}
+		if done == 17 && left == 0 && ours == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("not done in time: %d of 17 jobs done, %d instances and %d agents of ours left\nlogs:\n%s", done, left, ours, tail(logs.String(), 40))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// Every servable job ran exactly once, on an agent of its pool; the
+	// others got none.
+	agents := map[string]int64{}
+	var hookToRunning, runningToStarted []time.Duration
+	for _, pool := range []string{"Default", "Tools"} {
+		for _, r := range emu.Requests(pool) {
+			j := jobs[r.ID]
+			if j.servedBy == "" {
+				if r.State() != adoemu.StateWaiting || r.Agent != "" {
+					t.Errorf("request %d (%v) nobody matches: state %s, agent %q", r.ID, j.demands, r.State(), r.Agent)
+				}
+				continue
+			}
+			if r.Result != "succeeded" || !strings.HasPrefix(r.Agent, j.servedBy+"-r") {
+				t.Errorf("request %d (%v): result %q on agent %q, want succeeded on a %s agent", r.ID, j.demands, r.Result, r.Agent, j.servedBy)
+			}
+			if other, dup := agents[r.Agent]; dup {
+				t.Errorf("agent %s ran requests %d and %d", r.Agent, other, r.ID)
+			}
+			agents[r.Agent] = r.ID
+			if r.FinishTime.Sub(r.ReceiveTime) < j.runs {
+				t.Errorf("request %d ran %s, want at least %s", r.ID, r.FinishTime.Sub(r.ReceiveTime), j.runs)
+			}
+			// Per container: from the hook of the request it was made for
+			// to running, and from running to starting the job it took
+			// (an agent made for one request may take an older one).
+			if in, ok := seen[r.Agent]; ok && !in.Started.IsZero() {
+				hookToRunning = append(hookToRunning, in.Started.Sub(firstHook(emu, in.Request)))
+				runningToStarted = append(runningToStarted, r.ReceiveTime.Sub(in.Started))
+			}
+		}
+	}
+	// One instance per servable job: a second agent for any job would show
+	// here as an extra name.
+	if len(seen) != 17 {
+		t.Errorf("%d instances were started, want 17 (one per servable job): %v", len(seen), slices.Sorted(maps.Keys(seen)))
+	}
+	for name := range seen {
+		if _, ran := agents[name]; !ran {
+			t.Errorf("instance %s never ran a job", name)
+		}
+	}
+	answered := map[string]int{} // event -> deliveries answered 200
+	for _, d := range emu.Deliveries() {
+		if d.Status == 200 {
+			answered[d.EventID]++
+		}
+	}
+	for ev := range redelivered {
+		if answered[ev] < 2 {
+			t.Errorf("event %s: %d deliveries answered 200, want the original and its copy", ev, answered[ev])
+		}
+	}
+	if len(hookToRunning) > 0 {
+		t.Logf("median hook received -> container running: %s; container running -> job started: %s (%d jobs)",
+			median(hookToRunning).Round(time.Millisecond), median(runningToStarted).Round(time.Millisecond), len(hookToRunning))
+	}
+}
+
+func isOurs(name string) bool {
+	for _, pool := range []string{"linux", "tools"} {
+		if strings.HasPrefix(name, pool+"-") && name != pool+"-placeholder" {
+			return true
+		}
+	}
+	return false
+}
+
+// firstHook is when the first delivery of the request's waiting event was
+// made: on loopback, when serve received it.
+func firstHook(emu *adoemu.Emulator, request int64) time.Time {
+	for _, d := range emu.Deliveries() {
+		if d.RequestID == request && d.JobState == adoemu.StateWaiting {
+			return d.Time
+		}
+	}
+	return time.Time{}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
