@@ -5,7 +5,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 BIN      := bin/agentscaler
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: build run test bench lint package deps clean
+.PHONY: build run test bench lint package deps clean kubebins
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/agentscaler
@@ -18,7 +18,7 @@ run: build
 	scripts/with-dockerd $(BIN) demo
 
 # Installs what the tests need (see deps) when missing, then runs every test with the race detector.
-test: deps
+test: deps kubebins
 	CI=$${CI:-} $(GO) test -race -count=1 ./...
 
 bench:
@@ -55,6 +55,11 @@ package-lambda:
 	  GOARCH=$$arch $(PACKAGE_BUILD) -o $(DIST)/lambda-$$arch/bootstrap ./cmd/agentscaler && \
 	  $(GO) run ./internal/zipdir -o $(DIST)/lambda-$$arch.zip $(DIST)/lambda-$$arch || exit 1; \
 	done
+
+# Builds the Kubernetes control plane the Kubernetes tests run against (minutes, once per machine; then instant),
+# so that go test's timeout is never spent on it.
+kubebins:
+	$(GO) run ./internal/kubetest/cmd/kubebins >/dev/null
 
 # Debian packages the tests run for real: Prometheus and promtool, the Pushgateway, a Docker engine, etcd.
 DEPS := promtool:prometheus prometheus-pushgateway:prometheus-pushgateway dockerd:docker.io etcd:etcd-server
