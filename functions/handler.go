@@ -1,6 +1,6 @@
 // Package functions is the HTTP surface every host shares: one route table
-// serves `agentscaler serve` on its own, and the same server as an Azure
-// Functions custom handler.
+// serves `agentscaler serve` on its own, the same server as an Azure
+// Functions custom handler, and AWS Lambda invocations (lambda.go).
 //
 // Under the Functions host, host.json sets enableForwardingHttpRequest, so the
 // host forwards HTTP-trigger requests unchanged (path, method, headers, body):

@@ -46,7 +46,16 @@ func runLambda(ctx context.Context, stderr io.Writer, getenv func(string) string
 	}
 	// Answered as JSON: lambda.Start sends a json.RawMessage as it is.
 	lambda.Start(func(ctx context.Context, ev json.RawMessage) (json.RawMessage, error) {
-		return l.Invoke(ctx, ev)
+		out, err := l.Invoke(ctx, ev)
+		if a.pusher != nil {
+			// Lambda freezes the process once this returns, so the
+			// background pusher would never run: push now, within the
+			// invocation's deadline.
+			if perr := a.pusher.Push(ctx); perr != nil {
+				a.log.Warn("metrics push failed", "pushgateway", a.pusher.String(), "error", perr)
+			}
+		}
+		return out, err
 	})
 	return nil // not reached: lambda.Start exits the process when the runtime loop ends
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/agentscaler/agentscaler/internal/adoemu"
 	"github.com/agentscaler/agentscaler/internal/syncbuf"
+	"github.com/agentscaler/agentscaler/metrics/metricstest"
 	"github.com/agentscaler/agentscaler/scaler"
 )
 
@@ -448,5 +449,31 @@ func TestLambdaInitError(t *testing.T) {
 		proc.exit <- err
 	case <-time.After(30 * time.Second):
 		t.Fatal("the process did not exit after a failed start")
+	}
+}
+
+// TestLambdaPushes: under Lambda nothing runs between invocations, so each
+// invocation pushes its metrics before it answers, to the real Pushgateway.
+func TestLambdaPushes(t *testing.T) {
+	g := metricstest.StartPushgateway(t, false)
+	emu := startEmulator(t, adoemu.Options{})
+	emu.QueueJob("Default", adoemu.Job{Demands: []string{"docker"}})
+	emu.QueueJob("Default", adoemu.Job{Demands: []string{"docker"}})
+	api := newRuntimeAPI(t)
+	env := append(lambdaEnv(api, writeConfig(t, emu.OrgURL(), "")), envPushURL+"="+g.URL, envPushInstance+"=lambda-1")
+	p := startProcess(t, buildBinary(t), env)
+	api.mu.Lock()
+	api.proc = p.cmd.Process
+	api.mu.Unlock()
+
+	res := api.invoke(t, fixture(t, "scheduled-event.json", nil), 30*time.Second)
+	if res.kind != "response" {
+		t.Fatalf("scheduled event: %s %s", res.kind, res.body)
+	}
+	// The process is frozen now: the group is there only if it was pushed
+	// before the answer.
+	v, ok := g.Value(t, "agentscaler_waiting_jobs", map[string]string{"instance": "lambda-1", "pool": "linux"})
+	if !ok || v != 2 {
+		t.Errorf("pushed agentscaler_waiting_jobs{pool=linux} = %v (present %v), want 2", v, ok)
 	}
 }
