@@ -1,3 +1,5 @@
+//go:build !noaci
+
 package main
 
 import (
