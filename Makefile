@@ -7,8 +7,11 @@ STATICCHECK_VERSION := v0.8.2
 
 .PHONY: build run test bench lint package deps clean kubebins
 
+# lambda.norpc drops the Lambda go1.x RPC mode, whose reflection keeps every exported method in the binary
+# (52 MB without the tag, 33 MB with it); noaci and nokubernetes leave those providers out.
+TAGS ?= lambda.norpc
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/agentscaler
+	CGO_ENABLED=0 $(GO) build -trimpath -tags '$(TAGS)' -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/agentscaler
 
 # The whole loop on this machine: the built-in Azure DevOps emulator, serve, and agents in Docker
 # containers. Installs Debian's docker.io when dockerd is missing, and starts a private engine when
