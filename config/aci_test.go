@@ -185,3 +185,13 @@ func TestACIProblems(t *testing.T) {
 		})
 	}
 }
+
+// TestACIPoolNameWithDoubleHyphen: container group names may not hold
+// "--", so a pool whose agents would all fail to start is refused at load.
+func TestACIPoolNameWithDoubleHyphen(t *testing.T) {
+	file := strings.Replace(string(aciFile("")), "name: aci", "name: build--linux", 1)
+	_, err := parse([]byte(file), aciEnv)
+	if err == nil || !strings.Contains(err.Error(), "pools[0].name") || !strings.Contains(err.Error(), "two hyphens") {
+		t.Fatalf("pool build--linux with provider aci: %v, want a problem at pools[0].name about two hyphens", err)
+	}
+}

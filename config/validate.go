@@ -332,6 +332,9 @@ func (v *validator) providerSections(key string, p Pool) {
 		v.docker(key+".docker.", p.Docker)
 	case p.Provider == "aci" && p.ACI != nil:
 		v.aci(key+".aci.", p.ACI)
+		if strings.Contains(p.Name, "--") {
+			v.add(key+".name", "must not hold two hyphens in a row with provider aci: container group names may not; use a single '-'")
+		}
 	case p.Provider == "kubernetes" && p.Kubernetes != nil:
 		v.kubernetes(key+".kubernetes.", p.Kubernetes)
 	}
