@@ -1,0 +1,420 @@
+// Package sim is a discrete-event simulation on virtual time that drives
+// the real scaler through a job trace, to compare ways of providing agents
+// (agentscaler's webhooks, a polling scaler, a static pool) by how long
+// jobs wait and how many agent-seconds they cost, before anything is
+// deployed. It is what `agentscaler simulate` runs.
+//
+// The parts: the scaler's own Reconcile (observe, Plan, apply), the memory
+// provider with a start-latency model on the virtual clock, and a model of
+// the Azure DevOps service (azureDevOps) that assigns waiting jobs to idle
+// matching agents oldest first. Agents are single-use (--once): an agent
+// takes one job, then unregisters and its instance exits. Nothing sleeps:
+// the clock jumps from one event to the next, so a day of jobs runs in
+// well under a second.
+//
+// What it leaves out: the time a reconcile itself takes (its Azure DevOps
+// and provider calls happen at one virtual instant), provider errors, and
+// the service's own delay between assigning a job and the agent starting it.
+package sim
+
+import (
+	"container/heap"
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"time"
+
+	"github.com/agentscaler/agentscaler/config"
+	"github.com/agentscaler/agentscaler/internal/fakeclock"
+	"github.com/agentscaler/agentscaler/providers"
+	"github.com/agentscaler/agentscaler/scaler"
+	"github.com/agentscaler/agentscaler/sources/azuredevops"
+)
+
+// Options configure a simulation run.
+type Options struct {
+	// Pool is the pool as in the configuration file, defaults applied:
+	// name, azure_pool, max_agents, min_idle, the timeouts, capabilities
+	// and agent_version are used.
+	Pool config.Pool
+	// StartLatency is how long an agent takes from create to online, and a
+	// static agent from the end of its job to online again.
+	StartLatency Latency
+	// HookDelay is how long a service hook takes to arrive; HookLoss the
+	// chance, from 0 to 1, that one never does.
+	HookDelay time.Duration
+	HookLoss  float64
+	// Seed makes hook losses and latency draws repeatable.
+	Seed int64
+	// Horizon is how long the simulated window lasts from the start of the
+	// trace; costs are counted over it. 0 means until 10 minutes after the
+	// last job would end if it started at once. The run goes on past it
+	// until every job that can be served has been.
+	Horizon time.Duration
+}
+
+// epoch is the virtual time of the start of a trace: a Monday at midnight.
+var epoch = time.Date(2025, time.January, 6, 0, 0, 0, 0, time.UTC)
+
+// giveUp bounds how long past the horizon a run waits for jobs still not
+// served (an agent that never comes online within startup_timeout, say).
+const giveUp = 24 * time.Hour
+
+// Run simulates the jobs under one policy and returns its figures.
+func Run(ctx context.Context, jobs []Job, pol Policy, opt Options) (Result, error) {
+	if err := opt.validate(pol); err != nil {
+		return Result{}, err
+	}
+	e := newEngine(jobs, pol, opt)
+	if err := e.run(ctx); err != nil {
+		return Result{}, fmt.Errorf("simulate %s: %w", pol, err)
+	}
+	return e.result(), nil
+}
+
+func (o Options) validate(pol Policy) error {
+	p := o.Pool
+	switch {
+	case p.Name == "" || p.AzurePool == "":
+		return fmt.Errorf("pool: name and azure_pool are required")
+	case p.MaxAgents < 1:
+		return fmt.Errorf("pool %s: max_agents must be at least 1 (got %d)", p.Name, p.MaxAgents)
+	case p.MinIdle < 0 || p.MinIdle > p.MaxAgents:
+		return fmt.Errorf("pool %s: min_idle must be between 0 and max_agents %d (got %d)", p.Name, p.MaxAgents, p.MinIdle)
+	case p.StartupTimeout <= 0 || p.MaxLifetime <= 0 || p.FailureBackoff <= 0:
+		return fmt.Errorf("pool %s: startup_timeout, max_lifetime and failure_backoff must be greater than 0", p.Name)
+	case o.HookLoss < 0 || o.HookLoss > 1:
+		return fmt.Errorf("hook loss must be between 0 and 1 (got %g)", o.HookLoss)
+	case o.HookDelay < 0 || o.Horizon < 0:
+		return fmt.Errorf("hook delay and horizon must not be negative")
+	case o.StartLatency.Min < 0 || o.StartLatency.Max < o.StartLatency.Min:
+		return fmt.Errorf("start latency %s: the range must go from low to high", o.StartLatency)
+	case pol.Kind != Static && pol.Interval <= 0:
+		return fmt.Errorf("policy %s: the timer interval must be greater than 0", pol)
+	case pol.Kind == Static && pol.Agents < 1:
+		return fmt.Errorf("policy %s: at least one agent", pol)
+	}
+	return nil
+}
+
+type eventKind int
+
+const (
+	evQueue     eventKind = iota // a job is queued
+	evReconcile                  // a service hook arrives
+	evTimer                      // the reconcile timer fires
+	evOnline                     // an instance's agent comes online
+	evDone                       // an agent's job ends
+	evRestart                    // a static agent's container has started again
+)
+
+type event struct {
+	at   time.Duration // from the start of the trace
+	seq  uint64        // ties keep the order of scheduling
+	kind eventKind
+	job  int    // evQueue
+	name string // evOnline, evDone, evRestart
+	gen  int    // evOnline, evRestart: which start of that name
+}
+
+type eventQueue []event
+
+func (q eventQueue) Len() int { return len(q) }
+func (q eventQueue) Less(i, j int) bool {
+	if q[i].at != q[j].at {
+		return q[i].at < q[j].at
+	}
+	return q[i].seq < q[j].seq
+}
+func (q eventQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *eventQueue) Push(x any)   { *q = append(*q, x.(event)) }
+func (q *eventQueue) Pop() any {
+	old := *q
+	x := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return x
+}
+
+// instance is what the simulation tracks of one start of an instance.
+type instance struct {
+	gen     int
+	request int64 // the job request it was created for, 0 for a warm slot
+	online  bool
+	ran     bool // it ran a job
+	exited  bool
+}
+
+type engine struct {
+	jobs    []Job
+	pol     Policy
+	opt     Options
+	horizon time.Duration
+	clock   *fakeclock.Clock
+	ado     *azureDevOps
+	rec     *recorder      // nil for Static
+	sc      *scaler.Scaler // nil for Static
+	caps    map[string]string
+	rng     *rand.Rand // hook losses, drawn in event order
+	events  eventQueue
+	seq     uint64
+
+	servable, served int
+	waits            []time.Duration
+	instances        map[string]*instance
+	restarting       map[string]int // static agents starting again, by name: their gen
+	duplicates       int
+	reconciles       int
+
+	now              time.Duration
+	cur              Sample
+	agentSec, idleSec float64
+	peak             int
+	timeline         []Sample
+}
+
+func newEngine(jobs []Job, pol Policy, opt Options) *engine {
+	e := &engine{
+		jobs: jobs, pol: pol, opt: opt, horizon: opt.Horizon,
+		clock:      fakeclock.New(epoch),
+		caps:       azuredevops.PoolCapabilities(opt.Pool.Capabilities, opt.Pool.AgentVersion),
+		rng:        rand.New(rand.NewPCG(uint64(opt.Seed), 0x6b00c5)),
+		instances:  map[string]*instance{},
+		restarting: map[string]int{},
+	}
+	if e.horizon == 0 {
+		for _, j := range jobs {
+			e.horizon = max(e.horizon, j.QueuedAt+j.Duration)
+		}
+		e.horizon += 10 * time.Minute
+	}
+	e.ado = newAzureDevOps(opt.Pool.AzurePool, e.clock.Now)
+	for _, j := range jobs {
+		if ok, _ := azuredevops.Satisfies(e.caps, j.Demands); ok {
+			e.servable++
+		}
+	}
+	if pol.Kind == Static {
+		return e
+	}
+	e.rec = newRecorder(e.clock.Now, opt.StartLatency, opt.Seed)
+	p := opt.Pool
+	e.sc = scaler.New(scaler.Options{
+		AzureDevOps: e.ado,
+		Pools: []scaler.Pool{{
+			Policy: scaler.Policy{
+				Pool: p.Name, MaxAgents: p.MaxAgents, MinIdle: p.MinIdle,
+				StartupTimeout: p.StartupTimeout, MaxLifetime: p.MaxLifetime, FailureBackoff: p.FailureBackoff,
+				Capabilities: e.caps, Placeholder: true,
+			},
+			AzurePool:    p.AzurePool,
+			AgentVersion: p.AgentVersion,
+			Provider:     e.rec,
+			ProviderName: "memory",
+			Spec: func(context.Context) (providers.AgentSpec, error) {
+				return providers.AgentSpec{Image: "simulated"}, nil
+			},
+		}},
+		Logger: slog.New(slog.DiscardHandler),
+		Now:    e.clock.Now,
+	})
+	return e
+}
+
+func (e *engine) schedule(ev event) {
+	ev.seq = e.seq
+	e.seq++
+	heap.Push(&e.events, ev)
+}
+
+func (e *engine) run(ctx context.Context) error {
+	for i, j := range e.jobs {
+		e.schedule(event{at: j.QueuedAt, kind: evQueue, job: i})
+	}
+	switch e.pol.Kind {
+	case Static:
+		for i := 1; i <= e.pol.Agents; i++ {
+			e.ado.connect(staticName(i), e.agentCaps(staticName(i)))
+		}
+	default:
+		e.schedule(event{at: e.pol.Interval, kind: evTimer})
+		// The first reconcile registers the placeholder and warm agents,
+		// as a deployment's first timer run does before any job.
+		if err := e.reconcile(ctx); err != nil {
+			return err
+		}
+	}
+	e.sample()
+	for n := 0; e.events.Len() > 0; n++ {
+		if n%1024 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		ev := heap.Pop(&e.events).(event)
+		if (e.served == e.servable && ev.at > e.horizon) || ev.at > e.horizon+giveUp {
+			break
+		}
+		e.advance(ev.at)
+		if err := e.handle(ctx, ev); err != nil {
+			return err
+		}
+		e.sample()
+	}
+	e.advance(max(e.horizon, e.now))
+	return nil
+}
+
+func (e *engine) handle(ctx context.Context, ev event) error {
+	switch ev.kind {
+	case evQueue:
+		j := e.jobs[ev.job]
+		e.ado.queue(int64(ev.job+1), ev.job, j.Demands)
+		e.hook()
+	case evReconcile:
+		return e.reconcile(ctx)
+	case evTimer:
+		e.schedule(event{at: ev.at + e.pol.Interval, kind: evTimer})
+		return e.reconcile(ctx)
+	case evOnline:
+		in := e.instances[ev.name]
+		if in == nil || in.gen != ev.gen {
+			return nil // deleted before its agent came online
+		}
+		in.online = true
+		e.ado.connect(ev.name, e.agentCaps(ev.name))
+	case evRestart:
+		delete(e.restarting, ev.name)
+		e.ado.connect(ev.name, e.agentCaps(ev.name))
+	case evDone:
+		if _, err := e.ado.finish(ev.name); err != nil {
+			return err
+		}
+		if e.pol.Kind == Static {
+			gen := e.restarting[ev.name] + 1
+			e.restarting[ev.name] = gen
+			e.schedule(event{at: e.now + e.opt.StartLatency.at(unit(uint64(e.opt.Seed), ev.name, gen)), kind: evRestart, name: ev.name, gen: gen})
+		} else {
+			if err := e.rec.inner.Exit(ev.name, 0); err != nil {
+				return err
+			}
+			e.instances[ev.name].exited = true
+		}
+		e.hook()
+	}
+	e.assign()
+	return nil
+}
+
+// hook delivers a service hook (job queued, job completed) to the webhook
+// policy, late by the hook delay, or loses it.
+func (e *engine) hook() {
+	if e.pol.Kind != Webhook {
+		return
+	}
+	if e.opt.HookLoss > 0 && e.rng.Float64() < e.opt.HookLoss {
+		return
+	}
+	e.schedule(event{at: e.now + e.opt.HookDelay, kind: evReconcile})
+}
+
+// reconcile runs the real scaler's reconcile of the pool, then plays out
+// what it did to the instances.
+func (e *engine) reconcile(ctx context.Context) error {
+	e.reconciles++
+	if _, err := e.sc.Reconcile(ctx, e.opt.Pool.Name); err != nil {
+		return err
+	}
+	made, gone := e.rec.drain()
+	for _, name := range gone {
+		in := e.instances[name]
+		if in == nil {
+			continue
+		}
+		if in.request > 0 && !in.ran {
+			e.duplicates++
+		}
+		e.ado.disconnect(name) // its container is gone
+		delete(e.instances, name)
+	}
+	for _, c := range made {
+		e.instances[c.name] = &instance{gen: c.gen, request: c.request}
+		e.schedule(event{at: c.at.Sub(epoch) + c.latency, kind: evOnline, name: c.name, gen: c.gen})
+	}
+	e.assign()
+	return nil
+}
+
+// assign lets the service hand waiting jobs to idle agents, and starts them.
+func (e *engine) assign() {
+	for _, a := range e.ado.assign() {
+		e.served++
+		e.waits = append(e.waits, a.req.assigned.Sub(a.req.queued))
+		if in := e.instances[a.agent]; in != nil {
+			in.ran = true
+		}
+		e.schedule(event{at: e.now + e.jobs[a.req.job].Duration, kind: evDone, name: a.agent})
+	}
+}
+
+// agentCaps is what an agent of the pool registers with.
+func (e *engine) agentCaps(name string) map[string]string {
+	c := maps.Clone(e.caps)
+	c["Agent.Name"] = name
+	return c
+}
+
+func staticName(i int) string { return fmt.Sprintf("static-%d", i) }
+
+// advance moves the virtual clock to t, counting agent time on the way.
+func (e *engine) advance(t time.Duration) {
+	if t < e.now {
+		return
+	}
+	dt := (t - e.now).Seconds()
+	e.agentSec += float64(e.cur.Starting+e.cur.Idle+e.cur.Busy) * dt
+	e.idleSec += float64(e.cur.Idle) * dt
+	e.clock.Advance(t - e.now)
+	e.now = t
+}
+
+// sample records the state after an event when it changed.
+func (e *engine) sample() {
+	s := Sample{At: e.now}
+	s.Idle, s.Busy, s.Waiting = e.ado.counts()
+	s.Starting = len(e.restarting)
+	for _, in := range e.instances {
+		if !in.online && !in.exited {
+			s.Starting++
+		}
+	}
+	e.peak = max(e.peak, s.Starting+s.Idle+s.Busy)
+	if len(e.timeline) > 0 && s.counts() == e.cur.counts() {
+		return
+	}
+	e.cur = s
+	e.timeline = append(e.timeline, s)
+}
+
+func (e *engine) result() Result {
+	r := Result{
+		Policy:           e.pol.String(),
+		Jobs:             len(e.jobs),
+		Unserved:         len(e.jobs) - e.served,
+		AgentSeconds:     round1(e.agentSec),
+		IdleAgentSeconds: round1(e.idleSec),
+		DuplicateAgents:  e.duplicates,
+		PeakAgents:       e.peak,
+		Reconciles:       e.reconciles,
+		Window:           e.now,
+		Timeline:         e.timeline,
+	}
+	// Instances made for a job that are still there at the end and never
+	// ran one count as duplicates too.
+	for _, in := range e.instances {
+		if in.request > 0 && !in.ran {
+			r.DuplicateAgents++
+		}
+	}
+	r.setWaits(e.waits)
+	return r
+}
