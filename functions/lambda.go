@@ -55,7 +55,7 @@ const lambdaRoutePrefix = "/api/"
 // Pending is what Lambda needs to hold an invocation open until the work a
 // request started in the background is done (*scaler.Scaler has it).
 type Pending interface {
-	Wait()
+	WaitIdle(ctx context.Context) error
 }
 
 // Lambda serves Lambda invocations with the shared handler. Its Invoke
@@ -209,14 +209,7 @@ func (l *Lambda) settle(ctx context.Context) {
 	}
 	ctx, cancel := l.bounded(ctx)
 	defer cancel()
-	done := make(chan struct{})
-	go func() {
-		l.Pending.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
+	if err := l.Pending.WaitIdle(ctx); err != nil {
 		l.log().Warn("background reconcile still running at the invocation deadline; " +
 			"it resumes with the next invocation, and the scheduled pass repairs what it missed")
 	}

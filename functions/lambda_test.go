@@ -347,11 +347,18 @@ func TestLambdaServesOnlyAPIRoutes(t *testing.T) {
 	}
 }
 
-// pendingWork stands in for the scaler's in-flight reconciles: Wait blocks
-// until the test releases it.
+// pendingWork stands in for the scaler's in-flight reconciles: WaitIdle
+// blocks until the test releases it or ctx ends.
 type pendingWork struct{ release chan struct{} }
 
-func (p pendingWork) Wait() { <-p.release }
+func (p pendingWork) WaitIdle(ctx context.Context) error {
+	select {
+	case <-p.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
 
 func TestLambdaWaitsForPendingWork(t *testing.T) {
 	p := pendingWork{release: make(chan struct{})}

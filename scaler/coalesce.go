@@ -60,6 +60,35 @@ func (s *Scaler) RunAll(ctx context.Context) []error {
 // Wait blocks until no reconcile is in flight, for shutdown and tests.
 func (s *Scaler) Wait() { s.wg.Wait() }
 
+// WaitIdle blocks until no reconcile is in flight or queued, or ctx ends.
+// Unlike Wait it may race new triggers (as concurrent invocations of one
+// Lambda process do): it waits for the runs it sees, then looks again.
+func (s *Scaler) WaitIdle(ctx context.Context) error {
+	for {
+		var pending []chan struct{}
+		s.mu.Lock()
+		for _, f := range s.flight {
+			switch {
+			case f.next != nil:
+				pending = append(pending, f.next.done) // ends after cur
+			case f.running:
+				pending = append(pending, f.cur.done)
+			}
+		}
+		s.mu.Unlock()
+		if len(pending) == 0 {
+			return nil
+		}
+		for _, done := range pending {
+			select {
+			case <-done:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+}
+
 // start returns a run that begins after now.
 func (s *Scaler) start(pool string) *run {
 	s.mu.Lock()

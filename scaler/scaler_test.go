@@ -295,3 +295,58 @@ func TestAfterReconcileEveryOutcome(t *testing.T) {
 		t.Errorf("AfterReconcile called %d times for 2 reconciles, want 2", calls)
 	}
 }
+
+// TestWaitIdleWhileTriggered: WaitIdle returns only once every run it saw,
+// trailing runs included, has ended, even while other goroutines keep
+// triggering; and it gives up when its context ends.
+func TestWaitIdleWhileTriggered(t *testing.T) {
+	f := newFixture(t, adoemu.Options{Latency: map[string]time.Duration{adoemu.EndpointJobRequests: 100 * time.Millisecond}}, func(p *Policy) { p.MaxAgents = 50 })
+	f.emu.QueueJob("Default", adoemu.Job{Demands: []string{"docker"}})
+	f.s.Trigger("linux")
+	f.s.Trigger("linux") // queues a trailing run
+	if err := f.s.WaitIdle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if calls := f.emu.Calls()[adoemu.EndpointJobRequests]; calls != 2 {
+		t.Errorf("WaitIdle returned after %d job-request reads, want 2 (the run and its trailing run)", calls)
+	}
+	if len(f.mem.All()) != 1 {
+		t.Errorf("WaitIdle returned before the create: %v", names(f.mem.All()))
+	}
+
+	// A run takes at least the 100ms read: a shorter context gives up.
+	f.s.Trigger("linux")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	err := f.s.WaitIdle(ctx)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("WaitIdle with a 10ms context during a 100ms run: %v, want the deadline", err)
+	}
+
+	// Triggers while waiting, as concurrent Lambda invocations of one
+	// process make: WaitIdle keeps waiting for the runs they add, without
+	// the WaitGroup misuse Wait would be.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for range 20 {
+			select {
+			case <-stop:
+				return
+			default:
+				f.s.Trigger("linux")
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+	}()
+	if err := f.s.WaitIdle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	wg.Wait()
+	if err := f.s.WaitIdle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
