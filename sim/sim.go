@@ -167,11 +167,11 @@ type engine struct {
 	duplicates       int
 	reconciles       int
 
-	now              time.Duration
-	cur              Sample
+	now               time.Duration
+	cur               Sample
 	agentSec, idleSec float64
-	peak             int
-	timeline         []Sample
+	peak              int
+	timeline          []Sample
 }
 
 func newEngine(jobs []Job, pol Policy, opt Options) *engine {
