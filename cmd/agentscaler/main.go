@@ -30,6 +30,7 @@ Usage:
 Commands:
   serve      serve service hooks, metrics and the reconcile timer over HTTP
   reconcile  run one reconcile pass over every pool (--dry-run to only print the plan)
+  simulate   replay a job trace on virtual time: wait and cost per policy (webhook, poll, static)
   demo       the whole loop on this machine: built-in Azure DevOps emulator and agents
   validate   check the configuration and exit
   version    print the version
@@ -87,6 +88,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return cmdServe(ctx, rest, stdout, stderr, getenv)
 	case "reconcile":
 		return cmdReconcile(ctx, rest, stdout, stderr, getenv)
+	case "simulate":
+		return cmdSimulate(ctx, rest, stdout, stderr, getenv)
 	case "demo":
 		return cmdDemo(ctx, rest, stdout, stderr, getenv)
 	case "validate":
