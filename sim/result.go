@@ -24,11 +24,13 @@ type Result struct {
 	// were online without a job.
 	AgentSeconds     float64 `json:"agent_seconds"`
 	IdleAgentSeconds float64 `json:"idle_agent_seconds"`
-	// DuplicateAgents counts instances created for a job request that
-	// ended, or were still there at the end, without running any job: the
-	// job they were made for was run by another agent. An instance made for
-	// one job that ran another (the service gives the oldest job to the
-	// first agent online) is not a duplicate: it ran a job.
+	// DuplicateAgents counts instances created for a job request whose
+	// agent came online and then ended, or was still there at the end,
+	// without running any job: the job it was made for was run by another
+	// agent, beyond one per job. An instance made for one job that ran
+	// another (the service gives the oldest job to the first agent online)
+	// is not a duplicate: it ran a job. Nor is one removed before its agent
+	// came online (a start that timed out): that job was not run elsewhere.
 	DuplicateAgents int `json:"duplicate_agents"`
 	PeakAgents      int `json:"peak_agents"`
 	Reconciles      int `json:"reconciles"`

@@ -326,15 +326,7 @@ func (e *engine) reconcile(ctx context.Context) error {
 	}
 	made, gone := e.rec.drain()
 	for _, name := range gone {
-		in := e.instances[name]
-		if in == nil {
-			continue
-		}
-		if in.request > 0 && !in.ran {
-			e.duplicates++
-		}
-		e.ado.disconnect(name) // its container is gone
-		delete(e.instances, name)
+		e.removed(name)
 	}
 	for _, c := range made {
 		e.instances[c.name] = &instance{gen: c.gen, request: c.request}
@@ -343,6 +335,26 @@ func (e *engine) reconcile(ctx context.Context) error {
 	e.assign()
 	return nil
 }
+
+// removed plays out the deletion of an instance: its agent goes offline,
+// and one made for a job that came online and ran none was a duplicate.
+func (e *engine) removed(name string) {
+	in := e.instances[name]
+	if in == nil {
+		return
+	}
+	if in.duplicate() {
+		e.duplicates++
+	}
+	e.ado.disconnect(name) // its container is gone
+	delete(e.instances, name)
+}
+
+// duplicate reports whether the instance was made for a job and its agent
+// came online but ran no job: another agent ran the job. One deleted before
+// its agent came online (a start that timed out) is a failed start, not a
+// duplicate.
+func (in *instance) duplicate() bool { return in.request > 0 && in.online && !in.ran }
 
 // assign lets the service hand waiting jobs to idle agents, and starts them.
 func (e *engine) assign() {
@@ -411,7 +423,7 @@ func (e *engine) result() Result {
 	// Instances made for a job that are still there at the end and never
 	// ran one count as duplicates too.
 	for _, in := range e.instances {
-		if in.request > 0 && !in.ran {
+		if in.duplicate() {
 			r.DuplicateAgents++
 		}
 	}
