@@ -67,12 +67,13 @@ api() {
 	local method=$1 path=$2 body=${3:-} out status msg
 	local url="$org/_apis/$path"
 	local args=(--silent --show-error --max-time 30 --request "$method" --header 'Accept: application/json'
-		--write-out '\n%{http_code}' --config <(auth_config))
+		--write-out '\n%{http_code}')
+	# The process substitution stays on curl's own command: bash closes its descriptor when that command ends.
 	if [[ -n $body ]]; then
 		args+=(--header 'Content-Type: application/json' --data-binary @-)
-		out=$(curl "${args[@]}" "$url" <<<"$body") || die "$method $url: curl failed (see above)"
+		out=$(curl "${args[@]}" --config <(auth_config) "$url" <<<"$body") || die "$method $url: curl failed (see above)"
 	else
-		out=$(curl "${args[@]}" "$url") || die "$method $url: curl failed (see above)"
+		out=$(curl "${args[@]}" --config <(auth_config) "$url") || die "$method $url: curl failed (see above)"
 	fi
 	status=${out##*$'\n'}
 	out=${out%$'\n'*}
