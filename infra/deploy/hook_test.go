@@ -249,11 +249,11 @@ func TestCreateServiceHookErrors(t *testing.T) {
 	defer srv.Close()
 
 	cases := []struct {
-		name    string
-		env     func(map[string]string)
-		fail    func(*http.Request) (int, string)
-		stderr  []string
-		calls   int
+		name   string
+		env    func(map[string]string)
+		fail   func(*http.Request) (int, string)
+		stderr []string
+		calls  int
 	}{
 		{name: "missing PAT", env: func(e map[string]string) { delete(e, "AZP_TOKEN") },
 			stderr: []string{"AZP_TOKEN is not set", "Service Hooks (Read & write)"}, calls: 0},
