@@ -297,7 +297,9 @@ func (e *engine) handle(ctx context.Context, ev event) error {
 			if err := e.rec.inner.Exit(ev.name, 0); err != nil {
 				return err
 			}
-			e.instances[ev.name].exited = true
+			if in := e.instances[ev.name]; in != nil {
+				in.exited = true
+			}
 		}
 		e.hook()
 	}
