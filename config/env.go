@@ -92,7 +92,7 @@ func FromEnv(getenv func(string) string) (*Config, error) {
 		*n.dst = v
 	}
 	if s := get(EnvCapabilities); s != "" {
-		caps, err := parseCapabilities(s)
+		caps, err := ParseCapabilities(s)
 		if err != nil {
 			problems = append(problems, Problem{Key: "pools[0].capabilities", Message: err.Error()})
 		}
@@ -145,9 +145,10 @@ func PoolNameFrom(azurePool string) string {
 	return strings.Trim(notPoolNameChars.ReplaceAllString(strings.ToLower(azurePool), "-"), "-")
 }
 
-// parseCapabilities reads "Agent.OS=Linux,docker": name=value pairs, or a
+// ParseCapabilities reads "Agent.OS=Linux,docker", as AGENTSCALER_CAPABILITIES
+// and `simulate --capabilities` take it: name=value pairs, or a
 // bare name for a capability with an empty value.
-func parseCapabilities(s string) (map[string]string, error) {
+func ParseCapabilities(s string) (map[string]string, error) {
 	caps := map[string]string{}
 	for item := range strings.SplitSeq(s, ",") {
 		item = strings.TrimSpace(item)

@@ -100,7 +100,7 @@ func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer, g
 		opt.Pool.MinIdle = *minIdle
 	}
 	if set["capabilities"] {
-		if opt.Pool.Capabilities, err = parseCapabilityList(*capabilities); err != nil {
+		if opt.Pool.Capabilities, err = config.ParseCapabilities(*capabilities); err != nil {
 			return usageError{"--capabilities: " + err.Error()}
 		}
 	}
@@ -192,24 +192,6 @@ func simPool(path, name string, getenv func(string) string, interval time.Durati
 		return config.Pool{}, 0, usageError{fmt.Sprintf("--pool %q: no such pool in %s (pools: %s)", name, path, strings.Join(names, ", "))}
 	}
 	return p, interval, nil
-}
-
-// parseCapabilityList reads "Agent.OS=Linux,docker": name=value pairs, or
-// a bare name for a capability with an empty value, as
-// AGENTSCALER_CAPABILITIES does.
-func parseCapabilityList(s string) (map[string]string, error) {
-	caps := map[string]string{}
-	for item := range strings.SplitSeq(s, ",") {
-		if item = strings.TrimSpace(item); item == "" {
-			continue
-		}
-		name, value, _ := strings.Cut(item, "=")
-		if name = strings.TrimSpace(name); name == "" {
-			return nil, fmt.Errorf("%q has no capability name; write name=value or name, separated by commas", item)
-		}
-		caps[name] = strings.TrimSpace(value)
-	}
-	return caps, nil
 }
 
 func writeTrace(path string, jobs []sim.Job, stdout io.Writer) error {
