@@ -6,6 +6,7 @@ BIN      := bin/agentscaler
 STATICCHECK_VERSION := v0.8.2
 
 .PHONY: build run test bench lint package deps clean kubebins
+.PHONY: check-images
 
 # lambda.norpc drops the Lambda go1.x RPC mode, whose reflection keeps every exported method in the binary
 # (52 MB without the tag, 33 MB with it); noaci and nokubernetes leave those providers out.
@@ -63,6 +64,12 @@ package-lambda:
 # so that go test's timeout is never spent on it.
 kubebins:
 	$(GO) run ./internal/kubetest/cmd/kubebins >/dev/null
+
+# The agent images' checks alone (`go test ./...` runs them too): shellcheck on every shell script, the start
+# script under bats, hadolint when installed, every YAML/JSON file of infra/images and infra/pipelines parsed.
+check-images:
+	@$(MAKE) --no-print-directory deps DEPS="shellcheck:shellcheck bats:bats"
+	CI=$${CI:-} $(GO) test -count=1 ./infra/images/
 
 # Debian packages the tests run for real: Prometheus and promtool, the Pushgateway, a Docker engine, etcd.
 DEPS := promtool:prometheus prometheus-pushgateway:prometheus-pushgateway dockerd:docker.io etcd:etcd-server
