@@ -71,8 +71,10 @@ check-images:
 	@$(MAKE) --no-print-directory deps DEPS="shellcheck:shellcheck bats:bats"
 	CI=$${CI:-} $(GO) test -count=1 ./infra/images/
 
-# Debian packages the tests run for real: Prometheus and promtool, the Pushgateway, a Docker engine, etcd.
-DEPS := promtool:prometheus prometheus-pushgateway:prometheus-pushgateway dockerd:docker.io etcd:etcd-server
+# Debian packages the tests run for real: Prometheus and promtool, the Pushgateway, a Docker engine, etcd,
+# shellcheck and bats for the shell scripts, curl and jq for the service hook script.
+DEPS := promtool:prometheus prometheus-pushgateway:prometheus-pushgateway dockerd:docker.io etcd:etcd-server \
+        shellcheck:shellcheck bats:bats curl:curl jq:jq
 deps:
 	@need=""; for d in $(DEPS); do command -v $${d%%:*} >/dev/null 2>&1 || need="$$need $${d#*:}"; done; \
 	if [ -n "$$need" ]; then \
