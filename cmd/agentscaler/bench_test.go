@@ -207,10 +207,17 @@ func runBurst(b *testing.B, bu burst) {
 	if bu.sim != nil {
 		stopSim = simulate(b, emu, bu.sim)
 	}
+	// Instances made: the scaler may give a name back to a new instance
+	// once the old one is gone, so the memory provider counts them; the
+	// containers are all still there.
+	made := creates.names
+	if bu.sim != nil {
+		made = func() int { return bu.sim.Stats().Creates }
+	}
 	var allCreated time.Time
 	served := 0
 	waitFor(b, 4*time.Minute, "every job to have an agent", func() bool {
-		if allCreated.IsZero() && creates.names() >= bu.jobs {
+		if allCreated.IsZero() && made() >= bu.jobs {
 			allCreated = time.Now()
 		}
 		if bu.sim != nil {
@@ -238,15 +245,8 @@ func runBurst(b *testing.B, bu burst) {
 	}
 
 	calls := emu.Calls()
-	// Instances made: the scaler may give a name back to a new instance
-	// once the old one is gone, so the memory provider counts them; the
-	// containers are all still there.
-	made := creates.names()
-	if bu.sim != nil {
-		made = bu.sim.Stats().Creates
-	}
-	if made < bu.jobs {
-		b.Fatalf("%d instances created for %d jobs", made, bu.jobs)
+	if made() < bu.jobs {
+		b.Fatalf("%d instances created for %d jobs", made(), bu.jobs)
 	}
 	// More instances than jobs breaks the promise of one agent per job;
 	// reported rather than fatal, so the figures show by how much, and
@@ -258,9 +258,9 @@ func runBurst(b *testing.B, bu burst) {
 		}
 	}
 	b.ReportMetric(float64(bu.jobs), "jobs")
-	b.ReportMetric(float64(made), "creates")
+	b.ReportMetric(float64(made()), "creates")
 	b.ReportMetric(float64(creates.calls()), "create-calls")
-	b.ReportMetric(float64(made-bu.jobs), "duplicates")
+	b.ReportMetric(float64(made()-bu.jobs), "duplicates")
 	b.ReportMetric(float64(hooks), "hooks")
 	b.ReportMetric(float64(total(calls)-callsBefore-agentCalls), "ado-calls")
 	b.ReportMetric(float64(calls[adoemu.EndpointJobRequests]), "jobrequests-calls")
