@@ -137,22 +137,26 @@ func (s *Scaler) Observe(ctx context.Context, pool string) (Observation, error) 
 	if err != nil {
 		return o, err
 	}
-	if o.Requests, err = call(ctx, s.opt.CallTimeout, func(ctx context.Context) ([]azuredevops.JobRequest, error) {
-		return s.opt.AzureDevOps.JobRequests(ctx, poolID)
-	}); err != nil {
-		return o, fmt.Errorf("pool %s: job requests: %w", pool, err)
-	}
-	if o.Agents, err = call(ctx, s.opt.CallTimeout, func(ctx context.Context) ([]azuredevops.Agent, error) {
-		return s.opt.AzureDevOps.Agents(ctx, poolID)
-	}); err != nil {
-		return o, fmt.Errorf("pool %s: agents: %w", pool, err)
-	}
+	// Instances first, job requests last: a request seen waiting then was
+	// still waiting after the instances were listed, so its agent cannot
+	// have run it and been deleted (by another reconciler) in between; read
+	// the other way round, that stale request would get a second agent.
 	o.Instances, err = call(ctx, s.opt.CallTimeout, func(ctx context.Context) ([]providers.Instance, error) {
 		return p.Provider.List(ctx, pool)
 	})
 	s.opt.Metrics.ProviderOperation(p.ProviderName, "list", result(err))
 	if err != nil {
 		return o, fmt.Errorf("pool %s: list instances: %w", pool, err)
+	}
+	if o.Agents, err = call(ctx, s.opt.CallTimeout, func(ctx context.Context) ([]azuredevops.Agent, error) {
+		return s.opt.AzureDevOps.Agents(ctx, poolID)
+	}); err != nil {
+		return o, fmt.Errorf("pool %s: agents: %w", pool, err)
+	}
+	if o.Requests, err = call(ctx, s.opt.CallTimeout, func(ctx context.Context) ([]azuredevops.JobRequest, error) {
+		return s.opt.AzureDevOps.JobRequests(ctx, poolID)
+	}); err != nil {
+		return o, fmt.Errorf("pool %s: job requests: %w", pool, err)
 	}
 	if s.opt.RespectParallelJobs {
 		u, err := call(ctx, s.opt.CallTimeout, s.opt.AzureDevOps.ResourceUsage)
