@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,9 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentscaler/agentscaler/config"
 	"github.com/agentscaler/agentscaler/internal/adoemu"
-	"github.com/agentscaler/agentscaler/internal/syncbuf"
 	"github.com/agentscaler/agentscaler/providers"
 	"github.com/agentscaler/agentscaler/providers/memory"
 )
@@ -72,48 +69,23 @@ pools:
 	return path
 }
 
-// serving is a running `serve` with a memory provider the test can inspect.
-type serving struct {
-	url  string
-	mem  *memory.Provider
-	logs *syncbuf.Buffer
-}
-
-func startServe(t *testing.T, emu *adoemu.Emulator) *serving {
+// startServe runs serve for the memory pool of writeConfig against the
+// emulator, and checks when the test ends that it stopped cleanly and
+// logged no secret.
+func startServe(t *testing.T, emu *adoemu.Emulator) *served {
 	t.Helper()
-	cfg, err := config.Load(writeConfig(t, emu.OrgURL(), ""), testEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncbuf.Buffer{}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	mem := memory.New(memory.Options{})
-	a, err := newApp(t.Context(), cfg, log, testEnv, deps{providers: map[string]providers.Provider{"memory": mem}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	listening := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- a.serve(ctx, "127.0.0.1:0", func(addr string) { listening <- addr }) }()
+	s := serveWithEnv(t, emu, nil)
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := s.stop(); err != nil {
 			t.Errorf("serve: %v", err)
 		}
 		for _, secret := range []string{testPAT, testPassword} {
-			if strings.Contains(logs.String(), secret) {
+			if strings.Contains(s.logs.String(), secret) {
 				t.Errorf("a secret appears in the logs")
 			}
 		}
 	})
-	select {
-	case addr := <-listening:
-		return &serving{url: "http://" + addr, mem: mem, logs: logs}
-	case err := <-done:
-		t.Fatalf("serve: %v", err)
-	}
-	return nil
+	return s
 }
 
 // eventually polls cond until it holds or the deadline passes.
