@@ -305,17 +305,23 @@ func (d *Decision) waitingRequests(p Policy, requests []azuredevops.JobRequest, 
 	return out
 }
 
-// swapName finds the name of the request that the agent holding name took.
+// swapName finds a free name for a request whose own name is held by an
+// agent that took another job X: the name of X, or, when an agent took
+// another job in turn from X's name, the next one along that chain, as a
+// burst's agents take each other's jobs. The chain follows assignments only,
+// so every reconciler picks the same name from one observation.
 func swapName(pool, name string, agents map[string]azuredevops.Agent, taken map[string]bool) string {
-	a, ok := agents[name]
-	if !ok || a.AssignedRequest == nil {
-		return ""
+	for range len(agents) {
+		a, ok := agents[name]
+		if !ok || a.AssignedRequest == nil {
+			return ""
+		}
+		name = providers.RequestName(pool, a.AssignedRequest.RequestID)
+		if !taken[name] {
+			return name
+		}
 	}
-	alt := providers.RequestName(pool, a.AssignedRequest.RequestID)
-	if taken[alt] {
-		return ""
-	}
-	return alt
+	return "" // a cycle of names
 }
 
 // ownName matches exactly the agent names this pool's instances get.

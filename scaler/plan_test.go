@@ -161,6 +161,23 @@ func TestPlan(t *testing.T) {
 			want: []string{"create linux-r7 5 waiting_job"},
 		},
 		{
+			name: "agents that took each other's jobs along a chain free the name at its end",
+			obs: Observation{
+				// r7 took job 6, r6 took job 5: job 7 waits, its name and
+				// job 6's are held, job 5's is free.
+				Requests: []azuredevops.JobRequest{waiting(7, 0), assignedTo(waiting(6, 0), "linux-r7"), assignedTo(waiting(5, 0), "linux-r6")},
+				Agents: []azuredevops.Agent{
+					agent(3, "linux-r7", "online", &azuredevops.JobRequest{RequestID: 6}),
+					agent(4, "linux-r6", "online", &azuredevops.JobRequest{RequestID: 5}),
+				},
+				Instances: []providers.Instance{
+					withRequest(inst("linux-r7", providers.StateRunning, time.Minute), 7),
+					withRequest(inst("linux-r6", providers.StateRunning, time.Minute), 6),
+				},
+			},
+			want: []string{"create linux-r5 7 waiting_job"},
+		},
+		{
 			name: "exited instances are deleted and their job served again",
 			obs: Observation{
 				Requests:  []azuredevops.JobRequest{waiting(5, 0)},
