@@ -29,6 +29,23 @@ func (s *Scaler) TriggerAll() {
 	}
 }
 
+// TriggerAllSoon asks for one more reconcile of every pool after d, once
+// however often it is called in the meantime.
+func (s *Scaler) TriggerAllSoon(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.soon {
+		return
+	}
+	s.soon = true
+	time.AfterFunc(d, func() {
+		s.mu.Lock()
+		s.soon = false
+		s.mu.Unlock()
+		s.TriggerAll()
+	})
+}
+
 // Run asks for a reconcile of the pool and waits until a run that started
 // after this call has finished, returning its error.
 func (s *Scaler) Run(ctx context.Context, pool string) error {

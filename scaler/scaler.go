@@ -73,6 +73,7 @@ type Scaler struct {
 	log    *slog.Logger
 	mu     sync.Mutex
 	flight map[string]*flight
+	soon   bool // a TriggerAllSoon is pending
 	wg     sync.WaitGroup
 	life   *lifecycle
 }

@@ -350,3 +350,32 @@ func TestWaitIdleWhileTriggered(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestTriggerAllSoon: calls while one is pending make one reconcile, after
+// the delay; once it has run, it can be asked for again.
+func TestTriggerAllSoon(t *testing.T) {
+	f := newFixture(t, adoemu.Options{}, nil)
+	reads := func() int { return f.emu.Calls()[adoemu.EndpointJobRequests] }
+	waitReads := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for reads() < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d job-request reads, want %d", reads(), n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if err := f.s.WaitIdle(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 10 {
+		f.s.TriggerAllSoon(200 * time.Millisecond)
+	}
+	waitReads(1)
+	if got := reads(); got != 1 {
+		t.Errorf("10 calls while one was pending made %d reconciles, want 1", got)
+	}
+	f.s.TriggerAllSoon(10 * time.Millisecond)
+	waitReads(2)
+}

@@ -324,11 +324,22 @@ func (a *app) accept(e azuredevops.Event) {
 		return
 	}
 	switch {
-	case e.Type == azuredevops.EventJobStateChanged && (e.State == "waiting" || e.State == "completed"),
+	case e.Type == azuredevops.EventJobStateChanged && e.State == "waiting":
+		a.scaler.TriggerAll()
+	case e.Type == azuredevops.EventJobStateChanged && e.State == "completed",
 		e.Type == azuredevops.EventRunStateChanged && e.State == "completed":
 		a.scaler.TriggerAll()
+		// The agent that ran the job unregisters a moment before its
+		// container exits; a reconcile in that moment takes the container
+		// for one still starting and gives it a waiting job. Looking again
+		// shortly after sees it gone, instead of waiting for the timer.
+		a.scaler.TriggerAllSoon(recheckDelay)
 	}
 }
+
+// recheckDelay is how long after a job completes the pools are looked at
+// again: longer than an ephemeral agent takes to exit once unregistered.
+const recheckDelay = 2 * time.Second
 
 func sameOrg(a, b string) bool {
 	return strings.EqualFold(strings.TrimRight(a, "/"), strings.TrimRight(b, "/"))
