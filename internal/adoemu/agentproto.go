@@ -51,15 +51,35 @@ func (e *Emulator) wakePollsLocked() {
 	e.messagesChanged = make(chan struct{})
 }
 
-// sessionAgentLocked returns the agent of the pool holding the session, or
-// nil.
-func (e *Emulator) sessionAgentLocked(poolID int, sessionID string) *agent {
+// sessionAgentLocked returns the agent of the pool holding the session. When
+// the pool or the session is missing it answers 404 and returns nil.
+func (e *Emulator) sessionAgentLocked(w http.ResponseWriter, poolID int, sessionID string) *agent {
+	if e.poolByIDLocked(poolID) == nil {
+		writePoolNotFound(w, poolID)
+		return nil
+	}
 	for _, a := range e.agents {
 		if a.poolID == poolID && a.session != nil && strings.EqualFold(a.session.id, sessionID) {
 			return a
 		}
 	}
+	writeSessionNotFound(w, sessionID)
 	return nil
+}
+
+// agentIndexLocked returns the index of the pool's agent. When the pool or
+// the agent is missing it answers 404 and reports false.
+func (e *Emulator) agentIndexLocked(w http.ResponseWriter, poolID, agentID int) (int, bool) {
+	if e.poolByIDLocked(poolID) == nil {
+		writePoolNotFound(w, poolID)
+		return 0, false
+	}
+	i := slices.IndexFunc(e.agents, func(a *agent) bool { return a.poolID == poolID && a.id == agentID })
+	if i < 0 {
+		writeAgentNotFound(w, poolID, agentID)
+		return 0, false
+	}
+	return i, true
 }
 
 // endSessionLocked closes the agent's session, if it has one: the agent goes
@@ -136,13 +156,8 @@ func (e *Emulator) serveReplaceAgent(w http.ResponseWriter, r *http.Request, poo
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.poolByIDLocked(poolID) == nil {
-		writePoolNotFound(w, poolID)
-		return
-	}
-	i := slices.IndexFunc(e.agents, func(a *agent) bool { return a.poolID == poolID && a.id == agentID })
-	if i < 0 {
-		writeAgentNotFound(w, poolID, agentID)
+	i, ok := e.agentIndexLocked(w, poolID, agentID)
+	if !ok {
 		return
 	}
 	a := e.agents[i]
@@ -209,13 +224,8 @@ func (e *Emulator) serveCreateSession(w http.ResponseWriter, r *http.Request, po
 func (e *Emulator) serveDeleteSession(w http.ResponseWriter, poolID int, sessionID string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.poolByIDLocked(poolID) == nil {
-		writePoolNotFound(w, poolID)
-		return
-	}
-	a := e.sessionAgentLocked(poolID, sessionID)
+	a := e.sessionAgentLocked(w, poolID, sessionID)
 	if a == nil {
-		writeSessionNotFound(w, sessionID)
 		return
 	}
 	e.endSessionLocked(a)
@@ -271,13 +281,8 @@ func (e *Emulator) serveMessages(w http.ResponseWriter, r *http.Request, poolID 
 func (e *Emulator) nextMessage(w http.ResponseWriter, poolID int, sessionID string, last int64) (wake <-chan struct{}, done bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.poolByIDLocked(poolID) == nil {
-		writePoolNotFound(w, poolID)
-		return nil, true
-	}
-	a := e.sessionAgentLocked(poolID, sessionID)
+	a := e.sessionAgentLocked(w, poolID, sessionID)
 	if a == nil {
-		writeSessionNotFound(w, sessionID)
 		return nil, true
 	}
 	a.session.ack(last)
@@ -299,13 +304,8 @@ func (e *Emulator) serveDeleteMessage(w http.ResponseWriter, r *http.Request, po
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.poolByIDLocked(poolID) == nil {
-		writePoolNotFound(w, poolID)
-		return
-	}
-	a := e.sessionAgentLocked(poolID, sessionID)
+	a := e.sessionAgentLocked(w, poolID, sessionID)
 	if a == nil {
-		writeSessionNotFound(w, sessionID)
 		return
 	}
 	a.session.messages = slices.DeleteFunc(a.session.messages, func(m message) bool { return m.id == messageID })

@@ -398,13 +398,8 @@ func setAgent(a *agent, in wireAgentAdd, now time.Time) {
 func (e *Emulator) serveDeleteAgent(w http.ResponseWriter, poolID, agentID int) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.poolByIDLocked(poolID) == nil {
-		writePoolNotFound(w, poolID)
-		return
-	}
-	i := slices.IndexFunc(e.agents, func(a *agent) bool { return a.poolID == poolID && a.id == agentID })
-	if i < 0 {
-		writeAgentNotFound(w, poolID, agentID)
+	i, ok := e.agentIndexLocked(w, poolID, agentID)
+	if !ok {
 		return
 	}
 	a := e.agents[i]
