@@ -2,7 +2,9 @@ package scaler
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -167,9 +169,10 @@ func Plan(p Policy, o Observation) Decision {
 	}
 
 	// Spare capacity absorbs waiting requests: first each request's own
-	// instance, then, oldest request first, any other spare instance or idle
-	// agent that is not ours but could take the job. A job is never given a
-	// second agent while one is on its way.
+	// instance, then, oldest request first, an idle agent that is not ours
+	// and that Azure DevOps would hand the job to (ForeignGrace), else any
+	// other spare instance. A job is never given a second agent while one is
+	// on its way.
 	byName := map[string]bool{}
 	for _, in := range spare {
 		byName[in.Name] = true
@@ -190,13 +193,13 @@ func Plan(p Policy, o Observation) Decision {
 			free = append(free, in.Name)
 		}
 	}
-	for _, a := range o.Agents {
-		if !ours(a.Name) && a.Online() && a.Enabled && a.AssignedRequest == nil {
-			free = append(free, a.Name)
-		}
-	}
+	foreign := foreignIdle(o.Agents, ours)
 	var need []azuredevops.JobRequest
 	for _, r := range unserved {
+		if i := foreignTaker(foreign, r, o.Now); i >= 0 {
+			foreign = slices.Delete(foreign, i, i+1)
+			continue
+		}
 		if len(free) > 0 {
 			used[free[0]] = true
 			free = free[1:]
@@ -303,6 +306,51 @@ func (d *Decision) waitingRequests(p Policy, requests []azuredevops.JobRequest, 
 	})
 	d.Waiting = len(out)
 	return out
+}
+
+// ForeignGrace is how long a waiting job may be counted as going to an idle
+// agent that is not ours. Azure DevOps hands a job to a matching idle agent
+// at once, so a job still waiting after this is not going to that agent.
+const ForeignGrace = 30 * time.Second
+
+// foreignIdle returns the online, enabled, idle agents that are not ours,
+// with their system and user capabilities merged, in name order.
+func foreignIdle(agents []azuredevops.Agent, ours func(string) bool) []foreignAgent {
+	var out []foreignAgent
+	for _, a := range agents {
+		if ours(a.Name) || !a.Online() || !a.Enabled || a.AssignedRequest != nil {
+			continue
+		}
+		caps := maps.Clone(a.SystemCapabilities)
+		if caps == nil {
+			caps = map[string]string{}
+		}
+		maps.Copy(caps, a.UserCapabilities)
+		out = append(out, foreignAgent{name: a.Name, caps: caps})
+	}
+	slices.SortFunc(out, func(a, b foreignAgent) int { return strings.Compare(a.name, b.name) })
+	return out
+}
+
+type foreignAgent struct {
+	name string
+	caps map[string]string
+}
+
+// foreignTaker returns the index of the first foreign agent that Azure
+// DevOps would hand the request to, or -1: one whose capabilities satisfy
+// the request's demands, while the request has waited less than
+// ForeignGrace.
+func foreignTaker(foreign []foreignAgent, r azuredevops.JobRequest, now time.Time) int {
+	if now.Sub(r.QueueTime) >= ForeignGrace {
+		return -1
+	}
+	for i, a := range foreign {
+		if ok, _ := azuredevops.Satisfies(a.caps, r.Demands); ok {
+			return i
+		}
+	}
+	return -1
 }
 
 // swapName finds a free name for a request whose own name is held by an

@@ -1,6 +1,7 @@
 package scaler
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"slices"
@@ -43,6 +44,30 @@ func finished(r azuredevops.JobRequest) azuredevops.JobRequest {
 
 func agent(id int, name, status string, req *azuredevops.JobRequest) azuredevops.Agent {
 	return azuredevops.Agent{ID: id, Name: name, Status: status, Enabled: true, AssignedRequest: req, CreatedOn: t0}
+}
+
+// linuxCaps are a static Linux agent's system capabilities, linuxOnly a
+// demand only such an agent meets.
+var linuxCaps = map[string]string{"Agent.OS": "Linux", "Agent.Name": "build-vm", "docker": ""}
+
+const linuxOnly = "Agent.OS -equals Linux"
+
+// foreign is an idle, online, enabled agent that is not ours.
+func foreign(id int, name string, caps map[string]string) azuredevops.Agent {
+	a := agent(id, name, "online", nil)
+	a.SystemCapabilities = caps
+	return a
+}
+
+func disabled(a azuredevops.Agent) azuredevops.Agent { a.Enabled = false; return a }
+func offline(a azuredevops.Agent) azuredevops.Agent  { a.Status = "offline"; return a }
+func withJob(a azuredevops.Agent, id int64) azuredevops.Agent {
+	a.AssignedRequest = &azuredevops.JobRequest{RequestID: id}
+	return a
+}
+func withUserCaps(a azuredevops.Agent, caps map[string]string) azuredevops.Agent {
+	a.UserCapabilities = caps
+	return a
 }
 
 func inst(name string, state providers.State, age time.Duration) providers.Instance {
@@ -136,12 +161,56 @@ func TestPlan(t *testing.T) {
 			want: []string{"create linux-r3 3 waiting_job"},
 		},
 		{
-			name: "an idle foreign agent absorbs the oldest job",
+			name: "an idle foreign agent that matches absorbs the oldest job it can take",
 			obs: Observation{
-				Requests: []azuredevops.JobRequest{waiting(1, 0), waiting(2, 5)},
-				Agents:   []azuredevops.Agent{agent(8, "build-vm-01", "online", nil)},
+				Requests: []azuredevops.JobRequest{waiting(1, 590, "docker"), waiting(2, 591), waiting(3, 592)},
+				Agents:   []azuredevops.Agent{foreign(8, "build-vm-01", map[string]string{"Agent.OS": "Linux"})},
 			},
-			want: []string{"create linux-r2 2 waiting_job"},
+			want: []string{"create linux-r1 1 waiting_job", "create linux-r3 3 waiting_job"},
+		},
+		{
+			name: "an idle Windows agent does not starve Linux jobs",
+			obs: Observation{
+				Requests: []azuredevops.JobRequest{
+					waiting(1, 590, linuxOnly), waiting(2, 591, linuxOnly), waiting(3, 592, linuxOnly), waiting(4, 593, linuxOnly), waiting(5, 594, linuxOnly),
+				},
+				Agents: []azuredevops.Agent{foreign(8, "win-build-01", map[string]string{"Agent.OS": "Windows_NT"})},
+			},
+			want: []string{"create linux-r1 1 waiting_job", "create linux-r2 2 waiting_job", "create linux-r3 3 waiting_job", "create linux-r4 4 waiting_job", "create linux-r5 5 waiting_job"},
+		},
+		{
+			name: "a job that waited past the grace beside a matching foreign agent gets ours",
+			obs: Observation{
+				Requests: []azuredevops.JobRequest{waiting(1, 0, linuxOnly), waiting(2, 591, linuxOnly)},
+				Agents:   []azuredevops.Agent{foreign(8, "build-vm-01", linuxCaps)},
+			},
+			want: []string{"create linux-r1 1 waiting_job"},
+		},
+		{
+			name: "a disabled foreign agent absorbs nothing",
+			obs: Observation{
+				Requests: []azuredevops.JobRequest{waiting(1, 590)},
+				Agents:   []azuredevops.Agent{disabled(foreign(8, "build-vm-01", linuxCaps))},
+			},
+			want: []string{"create linux-r1 1 waiting_job"},
+		},
+		{
+			name: "a busy or offline foreign agent absorbs nothing",
+			obs: Observation{
+				Requests: []azuredevops.JobRequest{waiting(1, 590), assignedTo(waiting(2, 580), "build-vm-01")},
+				Agents: []azuredevops.Agent{
+					withJob(foreign(8, "build-vm-01", linuxCaps), 2),
+					offline(foreign(9, "build-vm-02", linuxCaps)),
+				},
+			},
+			want: []string{"create linux-r1 1 waiting_job"},
+		},
+		{
+			name: "user capabilities count for a foreign agent",
+			obs: Observation{
+				Requests: []azuredevops.JobRequest{waiting(1, 590, "java")},
+				Agents:   []azuredevops.Agent{withUserCaps(foreign(8, "build-vm-01", linuxCaps), map[string]string{"java": "17"})},
+			},
 		},
 		{
 			name: "an idle agent of ours made for a job another agent took serves the next job",
@@ -351,12 +420,28 @@ func TestPlanInvariants(t *testing.T) {
 		p.MinIdle = rng.IntN(3)
 		var o Observation
 		o.Now, o.FreeParallel = now, -1
+		if rng.IntN(2) == 0 {
+			p.MaxAgents = 100 // no cap: every servable job must be served
+		}
+		demands := [][]string{nil, {linuxOnly}, {"docker"}, {"java"}}
 		for id := int64(1); id <= int64(rng.IntN(10)); id++ {
-			r := waiting(id, rng.IntN(100))
+			// Queued up to ten minutes ago, some within ForeignGrace.
+			r := waiting(id, rng.IntN(600), demands[rng.IntN(len(demands))]...)
 			if rng.IntN(4) == 0 {
 				r = assignedTo(r, "x")
 			}
 			o.Requests = append(o.Requests, r)
+		}
+		for n := range rng.IntN(3) {
+			caps := [](map[string]string){linuxCaps, {"Agent.OS": "Windows_NT"}, {"Agent.OS": "Linux", "java": "17"}}[rng.IntN(3)]
+			a := foreign(50+n, fmt.Sprintf("static-%d", n), caps)
+			switch rng.IntN(5) {
+			case 0:
+				a = disabled(a)
+			case 1:
+				a = offline(a)
+			}
+			o.Agents = append(o.Agents, a)
 		}
 		for n := range rng.IntN(6) {
 			name, in := "", providers.Instance{}
@@ -416,6 +501,15 @@ func TestPlanInvariants(t *testing.T) {
 				t.Fatalf("case %d: request %d has %d agents\n%v", i, r.RequestID, perRequest[r.RequestID], render(d.Actions))
 			}
 		}
+		if p.MaxAgents == 100 && !swapped(o) {
+			// Every waiting job this pool serves has capacity: a spare
+			// instance of ours, a create, or an idle foreign agent Azure
+			// DevOps would hand it to at once. (A job whose name is held
+			// along a chain of swaps may wait a pass for the chain to move.)
+			if need, have := servable(p, o), spareKept(o, d)+creates+foreignTakers(p, o); need > have {
+				t.Fatalf("case %d: %d waiting jobs but capacity for %d\n%+v\n%v", i, need, have, o, render(d.Actions))
+			}
+		}
 		if creates > 0 && live+creates-deleted > p.MaxAgents {
 			t.Fatalf("case %d: %d live + %d creates - %d deletes exceeds max_agents %d", i, live, creates, deleted, p.MaxAgents)
 		}
@@ -430,6 +524,84 @@ func TestPlanInvariants(t *testing.T) {
 			t.Fatalf("case %d: plan depends on input order:\n%v\n%v", i, got, want)
 		}
 	}
+}
+
+// servable counts the distinct waiting requests the pool's capabilities
+// meet and no agent holds.
+func servable(p Policy, o Observation) int {
+	held := map[int64]bool{}
+	for _, a := range o.Agents {
+		if a.AssignedRequest != nil {
+			held[a.AssignedRequest.RequestID] = true
+		}
+	}
+	seen := map[int64]bool{}
+	for _, r := range o.Requests {
+		if ok, _ := azuredevops.Satisfies(p.Capabilities, r.Demands); ok && r.Waiting() && !held[r.RequestID] {
+			seen[r.RequestID] = true
+		}
+	}
+	return len(seen)
+}
+
+// spareKept counts our live instances whose agent holds no job and that the
+// plan keeps, the failed ones it keeps for failure_backoff, which hold their
+// job back on purpose, and those it deletes while their job is unfinished:
+// the name is free for a waiting job's agent at the next pass.
+func spareKept(o Observation, d Decision) int {
+	deleted := map[string]bool{}
+	for _, a := range d.Actions {
+		if a.Kind == Delete {
+			deleted[a.Name] = true
+		}
+	}
+	busy := map[string]bool{}
+	for _, a := range o.Agents {
+		if a.AssignedRequest != nil {
+			busy[a.Name] = true
+		}
+	}
+	unfinished := map[int64]bool{}
+	for _, r := range o.Requests {
+		unfinished[r.RequestID] = r.Result == nil
+	}
+	n := 0
+	for _, in := range o.Instances {
+		kept := (!in.State.Done() || in.State == providers.StateFailed) && !deleted[in.Name] && !busy[in.Name]
+		if kept || deleted[in.Name] && unfinished[in.Request] {
+			n++
+		}
+	}
+	return n
+}
+
+// foreignTakers counts the idle foreign agents that meet the demands of at
+// least one waiting request queued within ForeignGrace.
+func foreignTakers(p Policy, o Observation) int {
+	n := 0
+	for _, a := range o.Agents {
+		if strings.HasPrefix(a.Name, p.Pool+"-") || !a.Online() || !a.Enabled || a.AssignedRequest != nil {
+			continue
+		}
+		for _, r := range o.Requests {
+			if ok, _ := azuredevops.Satisfies(a.SystemCapabilities, r.Demands); ok && r.Waiting() && o.Now.Sub(r.QueueTime) < ForeignGrace {
+				n++
+				break
+			}
+		}
+	}
+	return n
+}
+
+// swapped reports whether an agent of ours holds a job other than the one
+// its instance was named for.
+func swapped(o Observation) bool {
+	for _, a := range o.Agents {
+		if a.AssignedRequest != nil && strings.HasPrefix(a.Name, "linux-r") && a.Name != providers.RequestName("linux", a.AssignedRequest.RequestID) {
+			return true
+		}
+	}
+	return false
 }
 
 // heldElsewhere reports whether an instance named for the request has an
