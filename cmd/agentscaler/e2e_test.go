@@ -113,6 +113,9 @@ pools:
 				t.Errorf("a secret appears in the logs")
 			}
 		}
+		if t.Failed() {
+			t.Logf("logs:\n%s", logs.String())
+		}
 	}()
 	addr := <-listening
 	emu.Subscribe(adoemu.Subscription{URL: "http://" + addr + "/api/webhook/azuredevops", Username: "azdo", Password: testPassword})
