@@ -234,13 +234,21 @@ func Plan(p Policy, o Observation) Decision {
 
 	// Spare instances no waiting job took: warm ones count towards min_idle;
 	// request ones whose request is gone are removed, others stay for the
-	// next job or until max_lifetime.
+	// next job or until max_lifetime. None is removed while a job of the
+	// pool is pending: the agent it seems to have may be a single-use one
+	// that already ran a job and is on its way out (an agent that finished
+	// its job is offered the next one before it closes its session, and its
+	// container runs on a moment after it unregisters). A spare removed then
+	// leaves that job to a new agent later, under a name used before.
+	pending := len(waiting) > 0 || tentative(p, o.Agents)
 	idle := 0
 	for _, in := range spare {
 		if used[in.Name] {
 			continue
 		}
 		switch {
+		case pending:
+			idle++
 		case in.Slot > 0 && idle >= p.MinIdle:
 			del(in, ReasonExcessWarm)
 			live--
@@ -306,6 +314,21 @@ func (d *Decision) waitingRequests(p Policy, requests []azuredevops.JobRequest, 
 	})
 	d.Waiting = len(out)
 	return out
+}
+
+// tentative reports whether an agent holds a job of the pool that it has
+// not received yet: it may never run it.
+func tentative(p Policy, agents []azuredevops.Agent) bool {
+	for _, a := range agents {
+		r := a.AssignedRequest
+		if r == nil || r.ReceiveTime != nil || r.Result != nil {
+			continue
+		}
+		if ok, _ := azuredevops.Satisfies(p.Capabilities, r.Demands); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // ForeignGrace is how long a waiting job may be counted as going to an idle

@@ -384,6 +384,85 @@ func render(actions []Action) []string {
 	return out
 }
 
+// TestPlanSingleUseAgentOnItsWayOut replays, pass by pass, how a job came to
+// get a second agent under a name used before: agent r19 takes the older job
+// 16, finishes it, and on its way out still looks like the agent of job 19,
+// either because Azure DevOps offers it job 19 before it closes its session
+// or because its container runs on a moment after it unregisters. A pass in
+// that moment removed r16 (its job was gone), so job 19 had no agent left
+// when r19 exited, and a later pass made a new r19 for it.
+func TestPlanSingleUseAgentOnItsWayOut(t *testing.T) {
+	job16, job19 := waiting(16, 0), waiting(19, 1)
+	r16 := func(state providers.State) providers.Instance {
+		return withRequest(inst("linux-r16", state, time.Minute), 16)
+	}
+	r19 := func(state providers.State) providers.Instance {
+		return withRequest(inst("linux-r19", state, time.Minute), 19)
+	}
+	tookJob16 := assignedTo(job16, "linux-r19")
+	offered19 := job19
+	at := now.Add(-time.Second)
+	offered19.AssignTime = &at
+	offered19.ReservedAgent = &azuredevops.AgentReference{ID: 2, Name: "linux-r19", Status: "online", Enabled: true}
+	type step struct {
+		what string
+		obs  Observation
+		want []string
+	}
+	start := []step{
+		{"both jobs wait", Observation{Requests: []azuredevops.JobRequest{job16, job19}},
+			[]string{"create linux-r16 16 waiting_job", "create linux-r19 19 waiting_job"}},
+		{"r19 takes the older job 16; r16 is starting", Observation{
+			Requests:  []azuredevops.JobRequest{tookJob16, job19},
+			Agents:    []azuredevops.Agent{agent(2, "linux-r19", "online", &tookJob16)},
+			Instances: []providers.Instance{r16(providers.StatePending), r19(providers.StateRunning)},
+		}, nil},
+	}
+	end := []step{
+		{"r19 has exited; r16 is there for job 19", Observation{
+			Requests:  []azuredevops.JobRequest{job19},
+			Instances: []providers.Instance{r16(providers.StatePending), r19(providers.StateExited)},
+		}, []string{"delete linux-r19 19 exited"}},
+		{"r16 comes online for job 19", Observation{
+			Requests:  []azuredevops.JobRequest{job19},
+			Agents:    []azuredevops.Agent{agent(3, "linux-r16", "online", nil)},
+			Instances: []providers.Instance{r16(providers.StateRunning)},
+		}, nil},
+	}
+	for _, tc := range []struct {
+		name string
+		exit step
+	}{
+		{"offered the next job before it closes its session", step{"r19 finished job 16 and is offered job 19", Observation{
+			Requests:  []azuredevops.JobRequest{offered19},
+			Agents:    []azuredevops.Agent{agent(2, "linux-r19", "online", &offered19)},
+			Instances: []providers.Instance{r16(providers.StatePending), r19(providers.StateRunning)},
+		}, nil}},
+		{"its container outlives its registration", step{"r19 finished job 16 and unregistered; its container still runs", Observation{
+			Requests:  []azuredevops.JobRequest{job19},
+			Instances: []providers.Instance{r16(providers.StatePending), r19(providers.StateRunning)},
+		}, nil}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			created := map[string]bool{}
+			for i, st := range slices.Concat(start, []step{tc.exit}, end) {
+				o := st.obs
+				o.Now, o.FreeParallel = now, -1
+				got := render(Plan(policy(), o).Actions)
+				if !slices.Equal(got, st.want) {
+					t.Fatalf("pass %d (%s):\n got  %q\n want %q", i+1, st.what, got, st.want)
+				}
+				for _, a := range Plan(policy(), o).Actions {
+					if a.Kind == Create && created[a.Name] {
+						t.Fatalf("pass %d (%s): %s created a second time", i+1, st.what, a.Name)
+					}
+					created[a.Name] = true
+				}
+			}
+		})
+	}
+}
+
 func TestPlanCounts(t *testing.T) {
 	o := Observation{
 		Now: now, FreeParallel: -1,
