@@ -64,6 +64,7 @@ type Action struct {
 	AgentID int   // the Azure DevOps agent to unregister
 	Reason  string
 	Queued  time.Time // when the request was queued, for the queue-to-create metric
+	counted string    // the Decision.Agents state the deleted or unregistered agent was counted in
 }
 
 // Decision is the plan for one pool and the counts it was made from.
@@ -125,8 +126,9 @@ func Plan(p Policy, o Observation) Decision {
 	live := 0
 	var spare []providers.Instance // live instances whose agent holds no job
 	deleted := map[string]bool{}
+	counted := map[string]string{} // the Agents state each name is counted in
 	del := func(in providers.Instance, reason string) {
-		d.Actions = append(d.Actions, Action{Kind: Delete, Pool: p.Pool, Name: in.Name, Request: in.Request, Slot: in.Slot, Reason: reason})
+		d.Actions = append(d.Actions, Action{Kind: Delete, Pool: p.Pool, Name: in.Name, Request: in.Request, Slot: in.Slot, Reason: reason, counted: counted[in.Name]})
 		deleted[in.Name] = true
 	}
 	for _, in := range instances {
@@ -153,14 +155,15 @@ func Plan(p Policy, o Observation) Decision {
 		live++
 		switch {
 		case busy:
-			d.Agents["busy"]++
+			counted[in.Name] = "busy"
 		case online:
-			d.Agents["idle"]++
+			counted[in.Name] = "idle"
 			spare = append(spare, in)
 		default:
-			d.Agents["starting"]++
+			counted[in.Name] = "starting"
 			spare = append(spare, in)
 		}
+		d.Agents[counted[in.Name]]++
 	}
 	for _, a := range o.Agents {
 		if ours(a.Name) && !a.Online() && !taken[a.Name] {
@@ -275,7 +278,11 @@ func Plan(p Policy, o Observation) Decision {
 	// instance. Anything not named exactly like ours is someone else's.
 	for _, a := range o.Agents {
 		if ours(a.Name) && !a.Online() && a.AssignedRequest == nil && (!taken[a.Name] || deleted[a.Name]) {
-			d.Actions = append(d.Actions, Action{Kind: Unregister, Pool: p.Pool, Name: a.Name, AgentID: a.ID, Reason: ReasonOffline})
+			u := Action{Kind: Unregister, Pool: p.Pool, Name: a.Name, AgentID: a.ID, Reason: ReasonOffline}
+			if !taken[a.Name] {
+				u.counted = "offline"
+			}
+			d.Actions = append(d.Actions, u)
 		}
 	}
 	if p.Placeholder {
@@ -284,6 +291,25 @@ func Plan(p Policy, o Observation) Decision {
 		}
 	}
 	return d
+}
+
+// AgentsAfter returns Agents as they stand once the actions that did not
+// fail are applied: created instances are starting, deleted and unregistered
+// ones are gone.
+func (d Decision) AgentsAfter(failed []ActionError) map[string]int {
+	out := maps.Clone(d.Agents)
+	for _, a := range d.Actions {
+		if slices.ContainsFunc(failed, func(f ActionError) bool { return f.Action.Kind == a.Kind && f.Action.Name == a.Name }) {
+			continue
+		}
+		switch {
+		case a.Kind == Create:
+			out["starting"]++
+		case a.counted != "":
+			out[a.counted]--
+		}
+	}
+	return out
 }
 
 // waitingRequests returns the requests nobody has taken that this pool's

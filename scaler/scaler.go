@@ -212,8 +212,10 @@ func (s *Scaler) Reconcile(ctx context.Context, pool string) (Result, error) {
 	}
 	s.life.observe(s.opt.Metrics, pool, o)
 	s.opt.Metrics.SetWaitingJobs(pool, res.Decision.Waiting)
-	s.opt.Metrics.SetAgents(pool, res.Decision.Agents)
 	res.Failed = s.apply(ctx, p, res.Decision.Actions)
+	// The gauges show the pool after this pass, not before it: what was
+	// created is starting, what was removed is gone.
+	s.opt.Metrics.SetAgents(pool, res.Decision.AgentsAfter(res.Failed))
 	outcome := "ok"
 	if len(res.Failed) > 0 {
 		outcome = "partial"

@@ -379,3 +379,53 @@ func TestTriggerAllSoon(t *testing.T) {
 	f.s.TriggerAllSoon(10 * time.Millisecond)
 	waitReads(2)
 }
+
+// TestAgentGaugesShowThePassOutcome: the agents gauge shows the pool after a
+// pass's actions, not the observation before them.
+func TestAgentGaugesShowThePassOutcome(t *testing.T) {
+	f := newFixture(t, adoemu.Options{}, func(p *Policy) { p.Placeholder = false })
+	var ids []int64
+	for range 5 {
+		ids = append(ids, f.emu.QueueJob("Default", adoemu.Job{}))
+	}
+	starting := func() float64 {
+		t.Helper()
+		families, err := f.s.opt.Metrics.Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range families {
+			if mf.GetName() != "agentscaler_agents" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				labels := map[string]string{}
+				for _, l := range m.GetLabel() {
+					labels[l.GetName()] = l.GetValue()
+				}
+				if labels["pool"] == "linux" && labels["state"] == "starting" {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+		t.Fatal("no agentscaler_agents{pool=linux,state=starting}")
+		return 0
+	}
+	if _, err := f.s.Reconcile(context.Background(), "linux"); err != nil {
+		t.Fatal(err)
+	}
+	if got := starting(); got != 5 {
+		t.Errorf("after the pass that created 5 agents: starting = %v, want 5", got)
+	}
+	for _, id := range ids {
+		if err := f.emu.Finish(id, "canceled"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.s.Reconcile(context.Background(), "linux"); err != nil {
+		t.Fatal(err)
+	}
+	if got := starting(); got != 0 {
+		t.Errorf("after the pass that removed them: starting = %v, want 0", got)
+	}
+}
