@@ -152,12 +152,15 @@ func runTimer(ctx context.Context, r Reconciler, interval time.Duration, log *sl
 	}
 }
 
-func runOnce(ctx context.Context, r Reconciler, timeout time.Duration, log *slog.Logger) {
-	passCtx, cancel := context.WithTimeout(ctx, timeout)
+// runOnce waits at most one interval for a pass of every pool. A reconcile
+// that fails logs its own error; one still running when the interval is up
+// carries on (the next tick's trigger joins it), so that is no failure.
+func runOnce(ctx context.Context, r Reconciler, interval time.Duration, log *slog.Logger) {
+	passCtx, cancel := context.WithTimeout(ctx, interval)
 	defer cancel()
 	for _, res := range runAll(passCtx, r) {
-		if res.err != nil && ctx.Err() == nil { // a pass cut short by shutdown is not a failure
-			log.Warn("timer reconcile failed", "pool", res.pool, "error", res.err)
+		if res.err != nil && ctx.Err() == nil && passCtx.Err() != nil && errors.Is(res.err, passCtx.Err()) {
+			log.Info("timer pass still running after one interval; it carries on and nothing is lost", "pool", res.pool, "interval", interval)
 		}
 	}
 }

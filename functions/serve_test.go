@@ -1,7 +1,9 @@
 package functions
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -227,5 +229,32 @@ func TestServeRejectsBadOptions(t *testing.T) {
 				t.Errorf("Serve = %v, want an error containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// slowReconciler stands in for a scaler whose pass outlives the timer
+// interval: Run returns the waiting context's error, as the scaler's does,
+// while the reconcile itself goes on.
+type slowReconciler struct{}
+
+func (slowReconciler) Pools() []string { return []string{"slow", "broken"} }
+func (slowReconciler) RunAll(ctx context.Context) []error {
+	<-ctx.Done()
+	return []error{ctx.Err(), errors.New("pool broken: list instances: engine down")}
+}
+
+// TestTimerPassOutlivingTheInterval: a pass still running when the interval
+// is up is said to carry on, at info level, never as a failure; a reconcile
+// that failed is logged by the scaler, not a second time by the timer.
+func TestTimerPassOutlivingTheInterval(t *testing.T) {
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	runOnce(t.Context(), slowReconciler{}, time.Millisecond, log)
+	out := logs.String()
+	if !strings.Contains(out, "level=INFO") || !strings.Contains(out, "still running after one interval") || !strings.Contains(out, "pool=slow") {
+		t.Errorf("want one info line saying the slow pool's pass carries on; got:\n%s", out)
+	}
+	if strings.Contains(out, "WARN") || strings.Contains(out, "failed") || strings.Contains(out, "broken") {
+		t.Errorf("the timer reported a failure:\n%s", out)
 	}
 }
