@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"iter"
 	"log/slog"
 	"maps"
 	"os"
@@ -120,6 +121,7 @@ pools:
 	addr := <-listening
 	emu.Subscribe(adoemu.Subscription{URL: "http://" + addr + "/api/webhook/azuredevops", Username: "azdo", Password: testPassword})
 
+	began := time.Now()
 	jobs := map[int64]e2eJob{}
 	queue := func(j e2eJob) {
 		id := emu.QueueJob(j.azurePool, adoemu.Job{Name: fmt.Sprintf("job-%d", len(jobs)+1), Demands: j.demands, Duration: j.runs})
@@ -199,7 +201,7 @@ pools:
 
 	// Every servable job ran exactly once, on an agent of its pool; the
 	// others got none.
-	agents := map[string]int64{}
+	ran := map[string][]int64{} // agent name -> the requests it ran
 	var hookToRunning, runningToStarted []time.Duration
 	for _, pool := range []string{"Default", "Tools"} {
 		for _, r := range emu.Requests(pool) {
@@ -213,10 +215,7 @@ pools:
 			if r.Result != "succeeded" || !strings.HasPrefix(r.Agent, j.servedBy+"-r") {
 				t.Errorf("request %d (%v): result %q on agent %q, want succeeded on a %s agent", r.ID, j.demands, r.Result, r.Agent, j.servedBy)
 			}
-			if other, dup := agents[r.Agent]; dup {
-				t.Errorf("agent %s ran requests %d and %d", r.Agent, other, r.ID)
-			}
-			agents[r.Agent] = r.ID
+			ran[r.Agent] = append(ran[r.Agent], r.ID)
 			if r.FinishTime.Sub(r.ReceiveTime) < j.runs {
 				t.Errorf("request %d ran %s, want at least %s", r.ID, r.FinishTime.Sub(r.ReceiveTime), j.runs)
 			}
@@ -229,14 +228,32 @@ pools:
 			}
 		}
 	}
-	// One instance per servable job: a second agent for any job would show
-	// here as an extra name.
-	if len(seen) != 17 {
-		t.Errorf("%d instances were started, want 17 (one per servable job): %v", len(seen), slices.Sorted(maps.Keys(seen)))
+	// One container per servable job, each running exactly one: a second
+	// agent for any job shows as an extra container. A name may come back
+	// (an agent made for one job took another, and its job got a new agent
+	// under that name), so containers are counted from the engine's record
+	// of creations, not by name.
+	created, err := eng.Created(ctx, began)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for name := range seen {
-		if _, ran := agents[name]; !ran {
-			t.Errorf("instance %s never ran a job", name)
+	containers := map[string]int{}
+	for _, name := range created {
+		if isOurs(name) {
+			containers[name]++
+		}
+	}
+	if n := sum(maps.Values(containers)); n != 17 {
+		t.Errorf("%d containers were created, want 17 (one per servable job): %v", n, containers)
+	}
+	for _, name := range slices.Sorted(maps.Keys(containers)) {
+		if got, want := len(ran[name]), containers[name]; got != want {
+			t.Errorf("%d container(s) named %s ran %d job(s) %v, want one job each", want, name, got, ran[name])
+		}
+	}
+	for name, ids := range ran {
+		if containers[name] == 0 {
+			t.Errorf("agent %s ran %v but no container of that name was created", name, ids)
 		}
 	}
 	answered := map[string]int{} // event -> deliveries answered 200
@@ -254,6 +271,14 @@ pools:
 		t.Logf("median hook received -> container running: %s; container running -> job started: %s (%d jobs)",
 			median(hookToRunning).Round(time.Millisecond), median(runningToStarted).Round(time.Millisecond), len(hookToRunning))
 	}
+}
+
+func sum(values iter.Seq[int]) int {
+	n := 0
+	for v := range values {
+		n += v
+	}
+	return n
 }
 
 func isOurs(name string) bool {

@@ -29,6 +29,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -235,6 +236,40 @@ func (e *Engine) api(ctx context.Context, method, path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(body))
 	}
 	return body, nil
+}
+
+// Created returns the name of every container created since t, in order,
+// one entry per container even when a name comes back: the engine's own
+// record, which polling the container list misses when a container comes
+// and goes between two polls.
+func (e *Engine) Created(ctx context.Context, since time.Time) ([]string, error) {
+	q := url.Values{
+		"since":   {strconv.FormatInt(since.Unix(), 10)},
+		"until":   {strconv.FormatInt(time.Now().Unix()+1, 10)},
+		"filters": {`{"type":["container"],"event":["create"]}`},
+	}
+	body, err := e.api(ctx, http.MethodGet, "/events?"+q.Encode())
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	dec := json.NewDecoder(bytes.NewReader(body))
+	for {
+		var ev struct {
+			Actor struct {
+				Attributes map[string]string `json:"Attributes"`
+			} `json:"Actor"`
+			TimeNano int64 `json:"timeNano"`
+		}
+		if err := dec.Decode(&ev); err == io.EOF {
+			return names, nil
+		} else if err != nil {
+			return nil, fmt.Errorf("events: %w", err)
+		}
+		if ev.TimeNano >= since.UnixNano() {
+			names = append(names, ev.Actor.Attributes["name"])
+		}
+	}
 }
 
 func (e *Engine) ping(ctx context.Context) error {
