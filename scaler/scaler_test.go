@@ -429,3 +429,28 @@ func TestAgentGaugesShowThePassOutcome(t *testing.T) {
 		t.Errorf("after the pass that removed them: starting = %v, want 0", got)
 	}
 }
+
+// TestStaticAgentHoldsNoJobBack: an idle Windows agent in the pool, which
+// Azure DevOps never gives a Linux job, leaves every Linux job an agent of
+// ours, pass after pass.
+func TestStaticAgentHoldsNoJobBack(t *testing.T) {
+	f := newFixture(t, adoemu.Options{AutoAssign: true, ParallelJobs: 10}, func(p *Policy) { p.Placeholder = false })
+	f.emu.RegisterAgent("Default", adoemu.AgentInfo{Name: "win-build-01", Online: true, OSDescription: "Windows",
+		SystemCapabilities: map[string]string{"Agent.OS": "Windows_NT"}})
+	var want []string
+	for range 5 {
+		id := f.emu.QueueJob("Default", adoemu.Job{Demands: []string{"Agent.OS -equals Linux"}})
+		want = append(want, providers.RequestName("linux", id))
+	}
+	slices.Sort(want)
+	for pass := range 3 {
+		if _, err := f.s.Reconcile(context.Background(), "linux"); err != nil {
+			t.Fatal(err)
+		}
+		got := names(f.mem.All())
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("pass %d: instances %v, want %v", pass+1, got, want)
+		}
+	}
+}

@@ -37,7 +37,8 @@ type e2eJob struct {
 // containers running this very binary as the stand-in agent; each agent
 // registers, takes one job, reports it and unregisters. Every job must run
 // exactly once on an agent of a pool that matches it, jobs nobody matches
-// get no agent, and nothing of ours is left afterwards.
+// get no agent, an idle static agent that matches no job holds none back,
+// and nothing of ours is left afterwards.
 func TestDockerEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and runs 17 containers")
@@ -64,6 +65,10 @@ func TestDockerEndToEnd(t *testing.T) {
 
 	emu := startEmulator(t, adoemu.Options{AutoAssign: true, ParallelJobs: 50})
 	emu.AddPool("Tools")
+	// A static agent that is not ours sits idle in the Tools pool and takes
+	// none of its jobs: every tools job must still get an agent of ours.
+	emu.RegisterAgent("Tools", adoemu.AgentInfo{Name: "win-build-01", Online: true, OSDescription: "Windows",
+		SystemCapabilities: map[string]string{"Agent.OS": "Windows_NT"}})
 	cfgPath := filepath.Join(t.TempDir(), "agentscaler.yaml")
 	if err := os.WriteFile(cfgPath, fmt.Appendf(nil, `azuredevops:
   url: %[1]s
