@@ -75,7 +75,7 @@ var (
 	pullPolicies  = []string{"always", "missing", "never"}
 	osTypes       = []string{"Linux", "Windows"}
 	secretEnvKeys = []string{"TOKEN", "SECRET", "PASSWORD"}
-	// The autoscaler sets these for every agent (DESIGN section 4).
+	// The autoscaler sets these for every agent (docs/architecture.md, "The agent environment").
 	reservedEnvKeys = []string{"AZP_URL", "AZP_POOL", "AZP_AGENT_NAME", "AZP_WORK"}
 )
 

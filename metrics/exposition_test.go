@@ -127,7 +127,7 @@ func TestExpositionPassesLint(t *testing.T) {
 }
 
 // TestExpositionPassesPromtool feeds the scraped exposition to the real
-// `promtool check metrics`, the check DESIGN.md names.
+// `promtool check metrics`, the check docs/architecture.md names for the metrics.
 func TestExpositionPassesPromtool(t *testing.T) {
 	promtool := metricstest.Binary(t, "promtool", "prometheus")
 	m := New("test")

@@ -306,7 +306,7 @@ func (s *Scaler) do(ctx context.Context, p *Pool, a Action) error {
 			return fmt.Errorf("agent spec: %w", err)
 		}
 		spec.Name, spec.Pool, spec.Request, spec.Slot = a.Name, a.Pool, a.Request, a.Slot
-		// The agent registers under the instance name (DESIGN.md section 4).
+		// The agent registers under the instance name (docs/architecture.md, "Names and labels").
 		spec.Env = maps.Clone(spec.Env)
 		if spec.Env == nil {
 			spec.Env = map[string]string{}

@@ -253,7 +253,7 @@ func identityChain(clientID, tenantID string, getenv func(string) string) (azcor
 	return azidentity.NewChainedTokenCredential(append(chain, mi, cli), nil)
 }
 
-// specFunc builds the agent environment of DESIGN.md section 4. The token
+// specFunc builds the agent environment (docs/architecture.md). The token
 // travels as a secret: the PAT, or a short-lived Entra token minted now.
 func (a *app) specFunc(pc config.Pool) func(context.Context) (providers.AgentSpec, error) {
 	mem, _ := pc.Agent.MemoryMB()

@@ -460,7 +460,7 @@ func TestStartScriptsShareTheDocumentedEnvironment(t *testing.T) {
 	}
 	for _, want := range []string{"AZP_URL", "AZP_TOKEN", "AZP_TOKEN_FILE", "AZP_POOL", "AZP_AGENT_NAME", "AZP_WORK", "AZP_CLIENTID", "AZP_CLIENTSECRET", "AZP_TENANTID"} {
 		if !slices.Contains(linux, want) {
-			t.Errorf("start.sh does not read %s, which DESIGN.md section 4 passes", want)
+			t.Errorf("start.sh does not read %s, which the agent environment (docs/architecture.md) passes", want)
 		}
 	}
 	doc := filepath.Join(repoRoot(t), "docs", "images.md")

@@ -2,7 +2,7 @@
 # start.sh: the command of the agent image. It registers the Azure Pipelines
 # agent baked into the image, runs it for one job (--once), and unregisters it
 # on the way out, whatever ends the run. The environment it reads is the agent
-# container contract (DESIGN.md section 4, docs/images.md):
+# container contract (docs/architecture.md, docs/images.md):
 #
 #   AZP_URL            organization URL (required)
 #   AZP_TOKEN          PAT or Entra token with Agent Pools (read, manage), or
