@@ -178,7 +178,7 @@ func newEngine(jobs []Job, pol Policy, opt Options) *engine {
 	e := &engine{
 		jobs: jobs, pol: pol, opt: opt, horizon: opt.Horizon,
 		clock:      fakeclock.New(epoch),
-		caps:       azuredevops.PoolCapabilities(opt.Pool.Capabilities, opt.Pool.AgentVersion),
+		caps:       scaler.PolicyFor(opt.Pool).Capabilities,
 		rng:        rand.New(rand.NewPCG(uint64(opt.Seed), 0x6b00c5)),
 		instances:  map[string]*instance{},
 		restarting: map[string]int{},
@@ -203,11 +203,7 @@ func newEngine(jobs []Job, pol Policy, opt Options) *engine {
 	e.sc = scaler.New(scaler.Options{
 		AzureDevOps: e.ado,
 		Pools: []scaler.Pool{{
-			Policy: scaler.Policy{
-				Pool: p.Name, MaxAgents: p.MaxAgents, MinIdle: p.MinIdle,
-				StartupTimeout: p.StartupTimeout, MaxLifetime: p.MaxLifetime, FailureBackoff: p.FailureBackoff,
-				Capabilities: e.caps, Placeholder: true,
-			},
+			Policy:       scaler.PolicyFor(p),
 			AzurePool:    p.AzurePool,
 			AgentVersion: p.AgentVersion,
 			Provider:     e.rec,

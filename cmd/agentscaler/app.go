@@ -93,12 +93,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv fu
 			return nil, fmt.Errorf("pool %s: %w", pc.Name, err)
 		}
 		pools = append(pools, scaler.Pool{
-			Policy: scaler.Policy{
-				Pool: pc.Name, MaxAgents: pc.MaxAgents, MinIdle: pc.MinIdle,
-				StartupTimeout: pc.StartupTimeout, MaxLifetime: pc.MaxLifetime, FailureBackoff: pc.FailureBackoff,
-				Capabilities: azuredevops.PoolCapabilities(pc.Capabilities, pc.AgentVersion),
-				Placeholder:  true,
-			},
+			Policy:       scaler.PolicyFor(pc),
 			AzurePool:    pc.AzurePool,
 			AgentVersion: pc.AgentVersion,
 			Provider:     prov,
