@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"sync"
 	"time"
 
@@ -306,12 +305,7 @@ func (s *Scaler) do(ctx context.Context, p *Pool, a Action) error {
 			return fmt.Errorf("agent spec: %w", err)
 		}
 		spec.Name, spec.Pool, spec.Request, spec.Slot = a.Name, a.Pool, a.Request, a.Slot
-		// The agent registers under the instance name (docs/architecture.md, "Names and labels").
-		spec.Env = maps.Clone(spec.Env)
-		if spec.Env == nil {
-			spec.Env = map[string]string{}
-		}
-		spec.Env["AZP_AGENT_NAME"] = a.Name
+		spec.Env = providers.WithName(spec.Env, a.Name)
 		_, err = call(ctx, s.opt.CallTimeout, func(ctx context.Context) (providers.Instance, error) {
 			return p.Provider.Create(ctx, spec)
 		})

@@ -252,13 +252,7 @@ func identityChain(clientID, tenantID string, getenv func(string) string) (azcor
 // travels as a secret: the PAT, or a short-lived Entra token minted now.
 func (a *app) specFunc(pc config.Pool) func(context.Context) (providers.AgentSpec, error) {
 	mem, _ := pc.Agent.MemoryMB()
-	env := maps.Clone(pc.Agent.Env)
-	if env == nil {
-		env = map[string]string{}
-	}
-	env["AZP_URL"] = a.cfg.AzureDevOps.URL
-	env["AZP_POOL"] = pc.AzurePool
-	env["AZP_WORK"] = pc.Agent.Work
+	env := providers.AgentEnv(pc.Agent.Env, a.cfg.AzureDevOps.URL, pc.AzurePool, pc.Agent.Work)
 	return func(ctx context.Context) (providers.AgentSpec, error) {
 		token := ""
 		if a.cfg.AzureDevOps.TokenEnv != "" {
@@ -273,7 +267,7 @@ func (a *app) specFunc(pc config.Pool) func(context.Context) (providers.AgentSpe
 		return providers.AgentSpec{
 			Image: pc.Agent.Image, CPU: pc.Agent.CPU, MemoryMB: mem,
 			Env:     env,
-			Secrets: map[string]string{"AZP_TOKEN": token},
+			Secrets: map[string]string{providers.EnvToken: token},
 		}, nil
 	}
 }

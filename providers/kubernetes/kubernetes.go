@@ -83,7 +83,7 @@ const (
 const ContainerName = "agent"
 
 // tokenEnv is the variable the agent reads its token from.
-const tokenEnv = "AZP_TOKEN"
+const tokenEnv = providers.EnvToken
 
 // Options configure the provider. Namespace and TokenSecret are required.
 type Options struct {
@@ -427,12 +427,12 @@ func (p *Provider) job(spec providers.AgentSpec, extra map[string]string) *batch
 func (p *Provider) env(spec providers.AgentSpec, extra map[string]string) []corev1.EnvVar {
 	var env []corev1.EnvVar
 	for _, k := range slices.Sorted(maps.Keys(spec.Env)) {
-		if _, secret := spec.Secrets[k]; secret || k == tokenEnv || k == "AZP_AGENT_NAME" {
+		if _, secret := spec.Secrets[k]; secret || k == tokenEnv || k == providers.EnvName {
 			continue
 		}
 		env = append(env, corev1.EnvVar{Name: k, Value: spec.Env[k]})
 	}
-	env = append(env, corev1.EnvVar{Name: "AZP_AGENT_NAME", Value: spec.Name})
+	env = append(env, corev1.EnvVar{Name: providers.EnvName, Value: spec.Name})
 	env = append(env, secretEnv(tokenEnv, p.opt.TokenSecret, p.opt.TokenKey))
 	for _, k := range slices.Sorted(maps.Keys(extra)) {
 		env = append(env, secretEnv(k, spec.Name, k))
