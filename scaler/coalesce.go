@@ -10,8 +10,10 @@ import (
 // burst of triggers while a run is in flight costs one more run, not one each.
 type flight struct {
 	running bool
-	cur     *run // in flight
-	next    *run // queued behind it; nil if none
+	started bool      // cur has begun observing: a trigger now needs next
+	cur     *run      // in flight, or held back by the pace
+	next    *run      // queued behind it; nil if none
+	ended   time.Time // when the last run ended, for the pace
 }
 
 type run struct {
@@ -115,6 +117,9 @@ func (s *Scaler) start(pool string) *run {
 		f = &flight{}
 		s.flight[pool] = f
 	}
+	if f.running && !f.started {
+		return f.cur // held back: it starts after this trigger
+	}
 	if f.running {
 		if f.next == nil {
 			f.next = &run{done: make(chan struct{})}
@@ -128,10 +133,23 @@ func (s *Scaler) start(pool string) *run {
 	return f.cur
 }
 
-// fly runs reconciles until no trailing run is queued.
+// fly runs reconciles until no trailing run is queued. Each run waits out
+// the pace first, measured from the end of the run before; triggers in the
+// meantime join it.
 func (s *Scaler) fly(pool string, f *flight) {
 	defer s.wg.Done()
 	for {
+		s.mu.Lock()
+		ended := f.ended
+		s.mu.Unlock()
+		if s.opt.Pace != nil {
+			if wait := time.Until(ended.Add(s.opt.Pace())); wait > 0 {
+				time.Sleep(wait)
+			}
+		}
+		s.mu.Lock()
+		f.started = true
+		s.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), s.opt.RunTimeout+time.Second)
 		_, err := s.Reconcile(ctx, pool)
 		cancel()
@@ -141,6 +159,7 @@ func (s *Scaler) fly(pool string, f *flight) {
 		s.mu.Lock()
 		f.cur.err = err
 		close(f.cur.done)
+		f.ended, f.started = time.Now(), false
 		if f.next == nil {
 			f.running = false
 			s.mu.Unlock()

@@ -58,6 +58,11 @@ type Options struct {
 	// Retries is how many times a retryable write is tried again.
 	Retries int
 	Now     func() time.Time
+	// Pace, when set, is the least time between the end of one reconcile of
+	// a pool and the start of the next, asked before each run: the source
+	// slows passes as its rate-limit budget runs low. Triggers in the
+	// meantime coalesce. Keep it short (seconds): Wait waits it out.
+	Pace func() time.Duration
 	// AfterReconcile, when set, is called at the end of every reconcile of a
 	// pool, whatever its outcome, on the reconcile's goroutine, so it must
 	// return at once: hand slow work (a metrics push) to another goroutine.

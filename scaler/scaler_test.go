@@ -303,7 +303,11 @@ func TestWaitIdleWhileTriggered(t *testing.T) {
 	f := newFixture(t, adoemu.Options{Latency: map[string]time.Duration{adoemu.EndpointJobRequests: 100 * time.Millisecond}}, func(p *Policy) { p.MaxAgents = 50 })
 	f.emu.QueueJob("Default", adoemu.Job{Demands: []string{"docker"}})
 	f.s.Trigger("linux")
-	f.s.Trigger("linux") // queues a trailing run
+	// Once the run is reading job requests, a trigger queues a trailing run.
+	for f.emu.Calls()[adoemu.EndpointJobRequests] == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	f.s.Trigger("linux")
 	if err := f.s.WaitIdle(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -452,5 +456,34 @@ func TestStaticAgentHoldsNoJobBack(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Errorf("pass %d: instances %v, want %v", pass+1, got, want)
 		}
+	}
+}
+
+// TestPaceHoldsTheNextRun: with a pace, a pool's next reconcile starts no
+// sooner than the pace after the last one ended, and the triggers that
+// arrive while it is held back all join it.
+func TestPaceHoldsTheNextRun(t *testing.T) {
+	const pace = 300 * time.Millisecond
+	f := newFixture(t, adoemu.Options{}, nil)
+	var mu sync.Mutex
+	var ends []time.Time
+	f.s.opt.Pace = func() time.Duration { return pace }
+	f.s.opt.AfterReconcile = func() { mu.Lock(); ends = append(ends, time.Now()); mu.Unlock() }
+	if err := f.s.Run(context.Background(), "linux"); err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
+		f.s.Trigger("linux")
+	}
+	if err := f.s.WaitIdle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(ends) != 2 {
+		t.Fatalf("%d reconciles, want 2: the triggers during the hold join one run", len(ends))
+	}
+	if gap := ends[1].Sub(ends[0]); gap < pace {
+		t.Errorf("the second run ended %s after the first, want at least the pace %s", gap, pace)
 	}
 }
