@@ -14,6 +14,29 @@ type flight struct {
 	cur     *run      // in flight, or held back by the pace
 	next    *run      // queued behind it; nil if none
 	ended   time.Time // when the last run ended, for the pace
+	fails   int       // reconciles failed in a row
+	lastErr string    // the last failure, logged once while it repeats
+}
+
+// Failed reconciles back off from failureBackoffMin, doubling up to
+// failureBackoffMax, so that a provider or Azure DevOps that is down costs a
+// pass every few seconds, not one per service hook.
+const (
+	failureBackoffMin = 500 * time.Millisecond
+	failureBackoffMax = 16 * time.Second
+)
+
+// hold is how long after the last run the next may start: the source's pace,
+// or longer while reconciles fail.
+func (s *Scaler) hold(fails int) time.Duration {
+	var d time.Duration
+	if s.opt.Pace != nil {
+		d = s.opt.Pace()
+	}
+	if fails > 0 {
+		d = max(d, min(failureBackoffMin<<min(fails-1, 10), failureBackoffMax))
+	}
+	return d
 }
 
 type run struct {
@@ -76,8 +99,33 @@ func (s *Scaler) RunAll(ctx context.Context) []error {
 	return errs
 }
 
+// logOutcome logs a failed reconcile once while the same failure repeats,
+// with the count, and says when the pool recovers. Called with s.mu held.
+func (s *Scaler) logOutcome(pool string, f *flight, err error) {
+	switch {
+	case err == nil && f.fails > 0:
+		s.log.Info("reconcile recovered", "pool", pool, "failed_in_a_row", f.fails)
+		f.fails, f.lastErr = 0, ""
+	case err == nil:
+	case err.Error() == f.lastErr:
+		f.fails++
+		s.log.Debug("reconcile failed again", "pool", pool, "failed_in_a_row", f.fails, "next_in", s.hold(f.fails), "error", err)
+	default:
+		f.fails++
+		f.lastErr = err.Error()
+		s.log.Warn("reconcile failed", "pool", pool, "failed_in_a_row", f.fails, "next_in", s.hold(f.fails), "error", err)
+	}
+}
+
 // Wait blocks until no reconcile is in flight, for shutdown and tests.
 func (s *Scaler) Wait() { s.wg.Wait() }
+
+// Stop ends holding runs back (pace, failure backoff) and waits until no
+// reconcile is in flight: for shutdown.
+func (s *Scaler) Stop() {
+	s.stop.Do(func() { close(s.quit) })
+	s.wg.Wait()
+}
 
 // WaitIdle blocks until no reconcile is in flight or queued, or ctx ends.
 // Unlike Wait it may race new triggers (as concurrent invocations of one
@@ -134,17 +182,20 @@ func (s *Scaler) start(pool string) *run {
 }
 
 // fly runs reconciles until no trailing run is queued. Each run waits out
-// the pace first, measured from the end of the run before; triggers in the
-// meantime join it.
+// the hold first, measured from the end of the run before; triggers in the
+// meantime join it. Once Stop is called, nothing is held back.
 func (s *Scaler) fly(pool string, f *flight) {
 	defer s.wg.Done()
 	for {
 		s.mu.Lock()
-		ended := f.ended
+		ended, fails := f.ended, f.fails
 		s.mu.Unlock()
-		if s.opt.Pace != nil {
-			if wait := time.Until(ended.Add(s.opt.Pace())); wait > 0 {
-				time.Sleep(wait)
+		if wait := time.Until(ended.Add(s.hold(fails))); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-s.quit:
+				t.Stop()
 			}
 		}
 		s.mu.Lock()
@@ -153,10 +204,8 @@ func (s *Scaler) fly(pool string, f *flight) {
 		ctx, cancel := context.WithTimeout(context.Background(), s.opt.RunTimeout+time.Second)
 		_, err := s.Reconcile(ctx, pool)
 		cancel()
-		if err != nil {
-			s.log.Warn("reconcile failed", "pool", pool, "error", err)
-		}
 		s.mu.Lock()
+		s.logOutcome(pool, f, err)
 		f.cur.err = err
 		close(f.cur.done)
 		f.ended, f.started = time.Now(), false

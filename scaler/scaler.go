@@ -77,6 +77,8 @@ type Scaler struct {
 	log    *slog.Logger
 	mu     sync.Mutex
 	flight map[string]*flight
+	quit   chan struct{} // closed by Stop: runs are no longer held back
+	stop   sync.Once
 	soon   bool // a TriggerAllSoon is pending
 	wg     sync.WaitGroup
 	life   *lifecycle
@@ -104,7 +106,7 @@ func New(opt Options) *Scaler {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	s := &Scaler{opt: opt, pools: map[string]*Pool{}, log: opt.Logger, flight: map[string]*flight{}, life: newLifecycle()}
+	s := &Scaler{opt: opt, pools: map[string]*Pool{}, log: opt.Logger, flight: map[string]*flight{}, quit: make(chan struct{}), life: newLifecycle()}
 	for i := range opt.Pools {
 		p := &opt.Pools[i]
 		s.pools[p.Pool] = p

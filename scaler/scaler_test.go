@@ -6,11 +6,14 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/agentscaler/agentscaler/internal/adoemu"
+	"github.com/agentscaler/agentscaler/internal/syncbuf"
 	"github.com/agentscaler/agentscaler/metrics"
 	"github.com/agentscaler/agentscaler/providers"
 	"github.com/agentscaler/agentscaler/providers/memory"
@@ -485,5 +488,58 @@ func TestPaceHoldsTheNextRun(t *testing.T) {
 	}
 	if gap := ends[1].Sub(ends[0]); gap < pace {
 		t.Errorf("the second run ended %s after the first, want at least the pace %s", gap, pace)
+	}
+}
+
+// downProvider stands in for a provider whose engine is down: List fails
+// while down is set.
+type downProvider struct {
+	providers.Provider
+	down atomic.Bool
+}
+
+func (p *downProvider) List(ctx context.Context, pool string) ([]providers.Instance, error) {
+	if p.down.Load() {
+		return nil, errors.New("Cannot connect to the Docker daemon at unix:///var/run/docker.sock")
+	}
+	return p.Provider.List(ctx, pool)
+}
+
+// TestFailingReconcilesBackOff: while the provider is down, reconciles of
+// the pool back off, doubling, and the failure is logged once as a warning
+// however often it repeats; the recovery is logged too.
+func TestFailingReconcilesBackOff(t *testing.T) {
+	f := newFixture(t, adoemu.Options{}, nil)
+	prov := &downProvider{Provider: f.mem}
+	prov.down.Store(true)
+	f.s.pools["linux"].Provider = prov
+	var logs syncbuf.Buffer
+	f.s.log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	var mu sync.Mutex
+	var ends []time.Time
+	f.s.opt.AfterReconcile = func() { mu.Lock(); ends = append(ends, time.Now()); mu.Unlock() }
+	for range 4 {
+		if err := f.s.Run(context.Background(), "linux"); err == nil {
+			t.Fatal("a reconcile with the provider down succeeded")
+		}
+	}
+	prov.down.Store(false)
+	if err := f.s.Run(context.Background(), "linux"); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// Failures 1, 2, 3, 4 hold the next run 0.5, 1, 2 and 4 s.
+	for i, want := range []time.Duration{failureBackoffMin, 2 * failureBackoffMin, 4 * failureBackoffMin, 8 * failureBackoffMin} {
+		if gap := ends[i+1].Sub(ends[i]); gap < want {
+			t.Errorf("run %d ended %s after run %d, want at least %s", i+2, gap, i+1, want)
+		}
+	}
+	out := logs.String()
+	if n := strings.Count(out, "level=WARN"); n != 1 {
+		t.Errorf("%d warnings for one failure repeated 4 times, want 1:\n%s", n, out)
+	}
+	if !strings.Contains(out, "reconcile recovered") || !strings.Contains(out, "failed_in_a_row=4") {
+		t.Errorf("no recovery line after 4 failures:\n%s", out)
 	}
 }

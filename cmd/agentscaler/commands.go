@@ -71,7 +71,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 // flight. In push mode it pushes the metrics after reconciles meanwhile, and
 // at the end deletes this instance's group from the Pushgateway.
 func (a *app) serve(ctx context.Context, addr string, onListen func(string)) error {
-	defer a.scaler.Wait()
+	defer a.scaler.Stop()
 	if a.pusher != nil {
 		// Stopped when serve returns for any reason, not only when ctx ends.
 		pushCtx, stopPush := context.WithCancel(ctx)
