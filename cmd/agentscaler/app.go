@@ -109,6 +109,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv fu
 		Parallelism:         cfg.Reconcile.Parallelism,
 		CallTimeout:         cfg.Reconcile.CallTimeout,
 		RespectParallelJobs: cfg.AzureDevOps.RespectParallelJobs,
+		Pace:                client.Pace,
 	}
 	if a.pusher != nil {
 		// Whatever triggered the reconcile: the timer, a service hook, the

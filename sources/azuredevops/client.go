@@ -110,9 +110,14 @@ type Client struct {
 	// retryBase is the first back-off step when the server gives no hint.
 	retryBase time.Duration
 
-	mu    sync.Mutex
-	pools map[string]int // pool ID by pool name
+	mu     sync.Mutex
+	pools  map[string]int // pool ID by pool name
+	budget rateBudget
 }
+
+// Pace is how long to hold between passes so that they fit what is left of
+// this identity's rate-limit budget (see rateBudget).
+func (c *Client) Pace() time.Duration { return c.budget.pace(time.Now()) }
 
 // NewClient returns a client for the organization at orgURL, such as
 // https://dev.azure.com/contoso or https://tfs.example.com/DefaultCollection.
@@ -446,6 +451,7 @@ func (c *Client) once(ctx context.Context, method, endpoint, target string, body
 	}
 	defer resp.Body.Close()
 	c.observe(endpoint, resp.StatusCode)
+	c.budget.observe(resp.Header, time.Now())
 	if rem := resp.Header.Get("X-RateLimit-Remaining"); rem != "" && c.opts.ObserveRateLimit != nil {
 		if f, perr := strconv.ParseFloat(rem, 64); perr == nil {
 			c.opts.ObserveRateLimit(f)
