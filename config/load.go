@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -10,25 +11,43 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
 
-// Load reads the YAML file at path strictly (an unknown key is a problem),
-// applies the defaults and validates the result. getenv resolves the
-// variables that *_env keys name; nil means os.Getenv. A file that parses
-// but is wrong yields a *ValidationError listing every problem.
+// MaxFileBytes bounds a configuration file. A real one is a few
+// kilobytes; the bound keeps a mistaken path (a device, a log) cheap to
+// refuse.
+const MaxFileBytes = 1 << 20 // 1 MiB
+
+// Load is LoadContext without a deadline.
 func Load(path string, getenv func(string) string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	return LoadContext(context.Background(), path, getenv)
+}
+
+// LoadContext reads the YAML file at path strictly (an unknown key is a
+// problem), applies the defaults and validates the result. getenv resolves
+// the variables that *_env keys name; nil means os.Getenv. A file that
+// parses but is wrong yields a *ValidationError listing every problem.
+// Reading stops when ctx ends, and at MaxFileBytes.
+func LoadContext(ctx context.Context, path string, getenv func(string) string) (*Config, error) {
+	data, err := readFile(ctx, path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
 	return parse(data, orEnv(getenv))
 }
 
-// Resolve picks the configuration source: the file at path, else the file
-// AGENTSCALER_CONFIG names, else the environment alone (FromEnv).
+// Resolve is ResolveContext without a deadline.
 func Resolve(path string, getenv func(string) string) (*Config, error) {
+	return ResolveContext(context.Background(), path, getenv)
+}
+
+// ResolveContext picks the configuration source: the file at path, else
+// the file AGENTSCALER_CONFIG names, else the environment alone (FromEnv).
+func ResolveContext(ctx context.Context, path string, getenv func(string) string) (*Config, error) {
 	getenv = orEnv(getenv)
 	if path == "" {
 		path = getenv(EnvConfig)
@@ -36,7 +55,75 @@ func Resolve(path string, getenv func(string) string) (*Config, error) {
 	if path == "" {
 		return FromEnv(getenv)
 	}
-	return Load(path, getenv)
+	return LoadContext(ctx, path, getenv)
+}
+
+// readFile reads at most MaxFileBytes of path, giving up when ctx ends.
+// The file is opened non-blocking: opening a FIFO then does not wait for a
+// writer, and a FIFO or terminal is read through the runtime's poller,
+// whose read deadline a cancelled ctx sets. A regular file or a device
+// such as /dev/zero cannot be interrupted, but the size bound ends it.
+func readFile(ctx context.Context, path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	var r io.Reader = f
+	if info.Mode()&os.ModeNamedPipe != 0 {
+		// A FIFO read with no writer is at its end at once. Holding a
+		// write end of our own makes the read wait for the real writer,
+		// as a blocking open would; it is let go at the first data, so
+		// the real writer's close still ends the file.
+		hold, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0)
+		if err != nil {
+			return nil, err
+		}
+		fr := &fifoReader{f: f, hold: hold}
+		defer fr.release()
+		r = fr
+	}
+	stop := context.AfterFunc(ctx, func() { f.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	data, err := io.ReadAll(io.LimitReader(r, MaxFileBytes+1))
+	if ctx.Err() != nil {
+		return nil, context.Cause(ctx)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxFileBytes {
+		size := "more"
+		if info.Mode().IsRegular() {
+			size = strconv.FormatInt(info.Size(), 10) + " bytes"
+		}
+		return nil, fmt.Errorf("%s holds %s; a configuration file is at most %d bytes (1 MiB), and a real one a few kilobytes: check the path", path, size, MaxFileBytes)
+	}
+	return data, nil
+}
+
+// fifoReader reads a FIFO, closing its own write end at the first data.
+type fifoReader struct {
+	f, hold *os.File
+}
+
+func (r *fifoReader) Read(p []byte) (int, error) {
+	n, err := r.f.Read(p)
+	if n > 0 {
+		r.release()
+	}
+	return n, err
+}
+
+func (r *fifoReader) release() {
+	if r.hold != nil {
+		r.hold.Close()
+		r.hold = nil
+	}
 }
 
 func orEnv(getenv func(string) string) func(string) string {
