@@ -255,24 +255,6 @@ func TestExampleFileLoads(t *testing.T) {
 	}
 }
 
-func TestAnchorsAndMergeKeys(t *testing.T) {
-	cfg, err := Load(filepath.Join("testdata", "anchors.yaml"), fileEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	big, ok := cfg.Pool("linux-big")
-	if !ok {
-		t.Fatal(`Pool("linux-big") not found`)
-	}
-	// max_agents comes through the merge key, so it is not defaulted.
-	if big.MaxAgents != 4 || big.AzurePool != "Default" || big.Agent.Memory != "8Gi" {
-		t.Errorf("linux-big = %+v, want max_agents 4 from the anchor, memory 8Gi", big)
-	}
-	if _, ok := cfg.Pool("windows"); ok {
-		t.Error(`Pool("windows") found in a file without it`)
-	}
-}
-
 func TestLoadMissingFile(t *testing.T) {
 	_, err := Load(filepath.Join(t.TempDir(), "absent.yaml"), fileEnv)
 	if !errors.Is(err, os.ErrNotExist) {
