@@ -51,8 +51,8 @@ func TestLoadBadFiles(t *testing.T) {
 			file: "three_mistakes.yaml",
 			keys: []string{"reconcile.parallelism", "pools[0].max_agents", "pools[0].agent.memory"},
 			says: map[string]string{
-				"pools[0].max_agents":   "must be at least 1 (got 0)",
-				"reconcile.parallelism": "must be at least 1 (got 0)",
+				"pools[0].max_agents":   "must be between 1 and 10000 (got 0)",
+				"reconcile.parallelism": "must be between 1 and 100 (got 0)",
 				"pools[0].agent.memory": "512Mi or 2Gi",
 			},
 		},
@@ -92,7 +92,7 @@ func TestLoadBadFiles(t *testing.T) {
 				"pools[2].name", "pools[2].azure_pool", "pools[3].name", "pools[3].agent_version"},
 			says: map[string]string{
 				"pools[0].min_idle":        "must not exceed max_agents (got 11, max_agents 10)",
-				"pools[0].startup_timeout": "must be greater than 0",
+				"pools[0].startup_timeout": "must be between 30s and 2h (got 0s): an agent needs tens of seconds",
 				"pools[1].provider":        `did you mean "docker"?`,
 				"pools[1].name":            "already the name of pools[0]",
 				"pools[3].name":            "at most 40 characters",
@@ -168,8 +168,8 @@ func TestLoadBadFiles(t *testing.T) {
 func TestProblemLines(t *testing.T) {
 	_, err := Load(filepath.Join("testdata", "three_mistakes.yaml"), fileEnv)
 	want := strings.Join([]string{
-		"reconcile.parallelism: must be at least 1 (got 0) (line 7)",
-		"pools[0].max_agents: must be at least 1 (got 0) (line 11)",
+		"reconcile.parallelism: must be between 1 and 100 (got 0): more concurrent calls per pool only meet the providers' and Azure DevOps' rate limits (line 7)",
+		"pools[0].max_agents: must be between 1 and 10000 (got 0): more agents than that in one pool is a typo, and each costs a container (line 11)",
 		"pools[0].agent.memory: must be a quantity such as 512Mi or 2Gi (units Ki, Mi, Gi, K, M, G, or plain bytes) (line 14)",
 	}, "\n")
 	if err == nil || err.Error() != want {
