@@ -89,13 +89,15 @@ func TestLoadBadFiles(t *testing.T) {
 		{
 			file: "pools.yaml",
 			keys: []string{"pools[0].min_idle", "pools[0].startup_timeout", "pools[1].provider", "pools[1].name",
-				"pools[2].name", "pools[2].azure_pool", "pools[3].name", "pools[3].agent_version"},
+				"pools[2].name", "pools[2].azure_pool", "pools[3].name", "pools[3].agent_version", "pools[3].azure_pool"},
 			says: map[string]string{
 				"pools[0].min_idle":        "must not exceed max_agents (got 11, max_agents 10)",
 				"pools[0].startup_timeout": "must be between 30s and 2h (got 0s): an agent needs tens of seconds",
 				"pools[1].provider":        `did you mean "docker"?`,
 				"pools[1].name":            "already the name of pools[0]",
 				"pools[3].name":            "at most 40 characters",
+				"pools[3].azure_pool": `"Default" is also the Azure DevOps pool of pools[0]; pools "linux" and "a-pool-name-that-is-much-too-long-to-prefix-agents" ` +
+					"would each start an agent for every job queued there, two agents per job: give each its own Azure DevOps pool",
 			},
 		},
 		{

@@ -54,6 +54,19 @@ func TestLimits(t *testing.T) {
 	}
 }
 
+func TestTwoPoolsOnOneAzurePool(t *testing.T) {
+	_, err := Load(writeTemp(t, base("", `  - name: linux-big
+    azure_pool: " default"
+    agent: {image: azp-agent:linux, memory: 8Gi}
+`)), fileEnv)
+	ps := problemsOf(t, err)
+	want := `"pools[1].azure_pool: \" default\" is also the Azure DevOps pool of pools[0]; pools \"linux\" and \"linux-big\" would each start ` +
+		`an agent for every job queued there, two agents per job: give each its own Azure DevOps pool, or make them one pool (line 10)"`
+	if len(ps) != 1 || fmt.Sprintf("%q", ps[0].String()) != want {
+		t.Errorf("problems:\n%v\nwant %s", err, want)
+	}
+}
+
 // TestCapabilitiesFromEnvBounded: the bound on entries holds for a pool
 // described by the environment, which no YAML decoder sees.
 func TestCapabilitiesFromEnvBounded(t *testing.T) {

@@ -97,9 +97,20 @@ func (c *Config) validate(getenv func(string) string) []Problem {
 		v.add("pools", "at least one pool is required; add a pool under pools: with name, azure_pool, provider and agent.image")
 	}
 	firstUse := map[string]int{}
+	azureUse := map[string]int{}
 	for i, p := range c.Pools {
 		key := fmt.Sprintf("pools[%d]", i)
 		v.pool(key, p)
+		// Each pool starts an agent for every job it can serve, so two on
+		// one Azure DevOps pool (whose names ignore case) start two per job.
+		if azure := strings.ToLower(strings.TrimSpace(p.AzurePool)); azure != "" {
+			if j, dup := azureUse[azure]; dup {
+				v.add(key+".azure_pool", "%q is also the Azure DevOps pool of pools[%d]; pools %q and %q would each start an agent for every job queued there, two agents per job: give each its own Azure DevOps pool, or make them one pool",
+					p.AzurePool, j, c.Pools[j].Name, p.Name)
+			} else {
+				azureUse[azure] = i
+			}
+		}
 		if p.Name == "" {
 			continue
 		}
