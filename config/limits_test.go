@@ -83,3 +83,29 @@ func TestCapabilitiesFromEnvBounded(t *testing.T) {
 		t.Errorf("1,001 capabilities from the environment:\n%v", err)
 	}
 }
+
+// TestShortSecretNotEchoed: what a *_env key holds is repeated only when
+// it has the shape of a variable name.
+func TestShortSecretNotEchoed(t *testing.T) {
+	for _, tt := range []struct {
+		value string
+		echo  bool
+	}{
+		{"hunter2", false},
+		{"Tr0ub4dor", false},
+		{"s3cr3t_pw", false},
+		{"p@ss", false},
+		{strings.Repeat("A", 65), false},
+		{"HOOK_PASSWORD", true},
+		{"AGENTSCALER_WEBHOOK_PASSWORD", true},
+	} {
+		_, err := Load(writeTemp(t, strings.Replace(base("", ""), "TEST_WEBHOOK_PASSWORD", tt.value, 1)), fileEnv)
+		ps := problemsOf(t, err)
+		if len(ps) != 1 || ps[0].Key != "webhook.basic_auth.password_env" {
+			t.Fatalf("%q: problems %v, want one on password_env", tt.value, err)
+		}
+		if echoed := strings.Contains(ps[0].Message, tt.value); echoed != tt.echo {
+			t.Errorf("%q: message %q; repeats the value: %v, want %v", tt.value, ps[0].Message, echoed, tt.echo)
+		}
+	}
+}

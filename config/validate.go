@@ -79,6 +79,12 @@ var (
 	reservedEnvKeys = []string{"AZP_URL", "AZP_POOL", "AZP_AGENT_NAME", "AZP_WORK"}
 )
 
+// A variable name is repeated in a message only in the conventional shape
+// (upper case, digits, _, not overlong): what a *_env key holds may be the
+// secret itself, pasted where its variable's name belongs, and a short
+// secret is no longer than a name.
+var echoEnvNameRE = regexp.MustCompile(`^[A-Z_][A-Z0-9_]{0,63}$`)
+
 type validator struct {
 	getenv   func(string) string
 	problems []Problem
@@ -132,9 +138,7 @@ func (v *validator) env(key, name, holds string) {
 	case !envNameRE.MatchString(name):
 		v.add(key, "must be the name of an environment variable (letters, digits, _) that holds %s, not the value itself", holds)
 	case v.getenv(name) != "":
-	case len(name) >= 32 && !strings.Contains(name, "_"):
-		// Long and without an underscore: likely a pasted secret rather
-		// than a variable name, so do not repeat it.
+	case !echoEnvNameRE.MatchString(name):
 		v.add(key, "names no set environment variable; if this is %s itself, move it into a variable and name that variable here", holds)
 	default:
 		v.add(key, "environment variable %s is not set or is empty; export it with %s", name, holds)
