@@ -237,8 +237,8 @@ func newNodeIndex(root *yaml.Node) *nodeIndex {
 
 // noReferences explains why anchors, aliases and merge keys are refused: a
 // configuration is short and has no need for them, and each alias can
-// multiply the document (nine levels of nine aliases in 432 bytes expand
-// to 387 million values).
+// multiply the document (nine levels of nine aliases, a few hundred bytes,
+// expand to 387 million values).
 const noReferences = "a configuration has no need for YAML anchors, aliases or merge keys (<<); write the values out in full"
 
 // walk records n at path. t is the Go type the value decodes into, nil
