@@ -5,7 +5,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 BIN      := bin/agentscaler
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: build run test bench lint package deps clean kubebins
+.PHONY: build run test fuzz bench lint package deps clean kubebins
 .PHONY: check-images
 
 # lambda.norpc drops the Lambda go1.x RPC mode, whose reflection keeps every exported method in the binary
@@ -24,6 +24,17 @@ run: build
 # Installs what the tests need (see deps) when missing, then runs every test with the race detector.
 test: deps kubebins
 	CI=$${CI:-} $(GO) test -race -count=1 ./...
+
+# Runs every fuzz target of the repository for FUZZTIME each (`go test` runs only their seed corpora): in each
+# package whose tests define a func Fuzz..., the targets go test -list names, one at a time (-fuzz takes one).
+FUZZTIME ?= 30s
+fuzz:
+	@for dir in $$(grep -l '^func Fuzz' $$(git ls-files --cached --others --exclude-standard '*_test.go') | xargs -n1 dirname | sort -u); do \
+	  for target in $$($(GO) test -list '^Fuzz' ./$$dir | grep '^Fuzz'); do \
+	    echo "fuzzing $$target in ./$$dir for $(FUZZTIME)"; \
+	    $(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) ./$$dir || exit 1; \
+	  done; \
+	done
 
 # The figures of the README's Performance section, one `name value unit` per line, then the ratios
 # (internal/benchfmt); go test's own output goes to stderr. Under 5 minutes; needs dockerd (see deps).

@@ -51,8 +51,8 @@ func TestLoadBadFiles(t *testing.T) {
 			file: "three_mistakes.yaml",
 			keys: []string{"reconcile.parallelism", "pools[0].max_agents", "pools[0].agent.memory"},
 			says: map[string]string{
-				"pools[0].max_agents":   "must be at least 1 (got 0)",
-				"reconcile.parallelism": "must be at least 1 (got 0)",
+				"pools[0].max_agents":   "must be between 1 and 10000 (got 0)",
+				"reconcile.parallelism": "must be between 1 and 100 (got 0)",
 				"pools[0].agent.memory": "512Mi or 2Gi",
 			},
 		},
@@ -89,13 +89,15 @@ func TestLoadBadFiles(t *testing.T) {
 		{
 			file: "pools.yaml",
 			keys: []string{"pools[0].min_idle", "pools[0].startup_timeout", "pools[1].provider", "pools[1].name",
-				"pools[2].name", "pools[2].azure_pool", "pools[3].name", "pools[3].agent_version"},
+				"pools[2].name", "pools[2].azure_pool", "pools[3].name", "pools[3].agent_version", "pools[3].azure_pool"},
 			says: map[string]string{
 				"pools[0].min_idle":        "must not exceed max_agents (got 11, max_agents 10)",
-				"pools[0].startup_timeout": "must be greater than 0",
+				"pools[0].startup_timeout": "must be between 30s and 2h (got 0s): an agent needs tens of seconds",
 				"pools[1].provider":        `did you mean "docker"?`,
 				"pools[1].name":            "already the name of pools[0]",
 				"pools[3].name":            "at most 40 characters",
+				"pools[3].azure_pool": `"Default" is also the Azure DevOps pool of pools[0]; pools "linux" and "a-pool-name-that-is-much-too-long-to-prefix-agents" ` +
+					"would each start an agent for every job queued there, two agents per job: give each its own Azure DevOps pool",
 			},
 		},
 		{
@@ -168,8 +170,8 @@ func TestLoadBadFiles(t *testing.T) {
 func TestProblemLines(t *testing.T) {
 	_, err := Load(filepath.Join("testdata", "three_mistakes.yaml"), fileEnv)
 	want := strings.Join([]string{
-		"reconcile.parallelism: must be at least 1 (got 0) (line 7)",
-		"pools[0].max_agents: must be at least 1 (got 0) (line 11)",
+		"reconcile.parallelism: must be between 1 and 100 (got 0): more concurrent calls per pool only meet the providers' and Azure DevOps' rate limits (line 7)",
+		"pools[0].max_agents: must be between 1 and 10000 (got 0): more agents than that in one pool is a typo, and each costs a container (line 11)",
 		"pools[0].agent.memory: must be a quantity such as 512Mi or 2Gi (units Ki, Mi, Gi, K, M, G, or plain bytes) (line 14)",
 	}, "\n")
 	if err == nil || err.Error() != want {
@@ -252,24 +254,6 @@ func TestExampleFileLoads(t *testing.T) {
 	want := []string{"azuredevops.token_env", "webhook.basic_auth.password_env"}
 	if got := keysOf(problemsOf(t, err)); !slices.Equal(got, want) {
 		t.Errorf("without variables: keys %q, want %q", got, want)
-	}
-}
-
-func TestAnchorsAndMergeKeys(t *testing.T) {
-	cfg, err := Load(filepath.Join("testdata", "anchors.yaml"), fileEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	big, ok := cfg.Pool("linux-big")
-	if !ok {
-		t.Fatal(`Pool("linux-big") not found`)
-	}
-	// max_agents comes through the merge key, so it is not defaulted.
-	if big.MaxAgents != 4 || big.AzurePool != "Default" || big.Agent.Memory != "8Gi" {
-		t.Errorf("linux-big = %+v, want max_agents 4 from the anchor, memory 8Gi", big)
-	}
-	if _, ok := cfg.Pool("windows"); ok {
-		t.Error(`Pool("windows") found in a file without it`)
 	}
 }
 

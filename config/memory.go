@@ -19,6 +19,10 @@ func (a Agent) MemoryMB() (int64, error) {
 	if a.Memory == "" {
 		return 0, nil
 	}
+	// Longer than any sane quantity: not worth the big-number arithmetic.
+	if len(a.Memory) > 32 {
+		return 0, fmt.Errorf("memory: a quantity of %d characters is too large", len(a.Memory))
+	}
 	m := quantityRE.FindStringSubmatch(a.Memory)
 	if m == nil {
 		return 0, fmt.Errorf("memory %q: not a quantity such as 512Mi or 2Gi", a.Memory)

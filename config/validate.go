@@ -79,6 +79,12 @@ var (
 	reservedEnvKeys = []string{"AZP_URL", "AZP_POOL", "AZP_AGENT_NAME", "AZP_WORK"}
 )
 
+// A variable name is repeated in a message only in the conventional shape
+// (upper case, digits, _, not overlong): what a *_env key holds may be the
+// secret itself, pasted where its variable's name belongs, and a short
+// secret is no longer than a name.
+var echoEnvNameRE = regexp.MustCompile(`^[A-Z_][A-Z0-9_]{0,63}$`)
+
 type validator struct {
 	getenv   func(string) string
 	problems []Problem
@@ -97,9 +103,20 @@ func (c *Config) validate(getenv func(string) string) []Problem {
 		v.add("pools", "at least one pool is required; add a pool under pools: with name, azure_pool, provider and agent.image")
 	}
 	firstUse := map[string]int{}
+	azureUse := map[string]int{}
 	for i, p := range c.Pools {
 		key := fmt.Sprintf("pools[%d]", i)
 		v.pool(key, p)
+		// Each pool starts an agent for every job it can serve, so two on
+		// one Azure DevOps pool (whose names ignore case) start two per job.
+		if azure := strings.ToLower(strings.TrimSpace(p.AzurePool)); azure != "" {
+			if j, dup := azureUse[azure]; dup {
+				v.add(key+".azure_pool", "%q is also the Azure DevOps pool of pools[%d]; pools %q and %q would each start an agent for every job queued there, two agents per job: give each its own Azure DevOps pool, or make them one pool",
+					p.AzurePool, j, c.Pools[j].Name, p.Name)
+			} else {
+				azureUse[azure] = i
+			}
+		}
 		if p.Name == "" {
 			continue
 		}
@@ -121,9 +138,7 @@ func (v *validator) env(key, name, holds string) {
 	case !envNameRE.MatchString(name):
 		v.add(key, "must be the name of an environment variable (letters, digits, _) that holds %s, not the value itself", holds)
 	case v.getenv(name) != "":
-	case len(name) >= 32 && !strings.Contains(name, "_"):
-		// Long and without an underscore: likely a pasted secret rather
-		// than a variable name, so do not repeat it.
+	case !echoEnvNameRE.MatchString(name):
 		v.add(key, "names no set environment variable; if this is %s itself, move it into a variable and name that variable here", holds)
 	default:
 		v.add(key, "environment variable %s is not set or is empty; export it with %s", name, holds)
@@ -242,16 +257,70 @@ func (v *validator) webhook(w Webhook) {
 	}
 }
 
+// limit is the sane range of a duration or number, and why: outside it a
+// value is a slip (1ns for 1m, a count in the millions) that the service
+// would run with, spinning through the Azure DevOps rate limit or failing
+// every create.
+type limit[T int | time.Duration] struct {
+	min, max T
+	why      string
+}
+
+// The limits, all in one place.
+var (
+	intervalLimit = limit[time.Duration]{time.Second, time.Hour,
+		"a shorter timer spends the Azure DevOps rate limit on polling; a longer one leaves a job whose service hook was lost waiting that long"}
+	callTimeoutLimit = limit[time.Duration]{time.Second, 10 * time.Minute,
+		"a call to Azure DevOps or a provider that takes longer is hung, and a shorter deadline fails calls that are merely slow"}
+	parallelismLimit = limit[int]{1, 100,
+		"more concurrent calls per pool only meet the providers' and Azure DevOps' rate limits"}
+	maxAgentsLimit = limit[int]{1, 10000,
+		"more agents than that in one pool is a typo, and each costs a container"}
+	startupTimeoutLimit = limit[time.Duration]{30 * time.Second, 2 * time.Hour,
+		"an agent needs tens of seconds to start and register, and even a large Windows image is pulled well within two hours"}
+	maxLifetimeLimit = limit[time.Duration]{time.Minute, 30 * 24 * time.Hour,
+		"a shorter lifetime recycles warm agents faster than they start; a longer one keeps an agent of an old image for over a month"}
+	failureBackoffLimit = limit[time.Duration]{10 * time.Second, 24 * time.Hour,
+		"a shorter back-off recreates a broken agent in a loop; a longer one keeps failed instances, and their cost, for days"}
+)
+
+// Agent resources: 0 leaves the provider's default. The floors are
+// Docker's smallest CPU share and about what the agent needs to start; the
+// ceilings exceed any machine an agent runs on, and keep nano-CPUs and
+// bytes within 64 bits.
+const (
+	minCPU      = 0.01
+	maxCPU      = 1024
+	minMemoryMB = 128
+	maxMemoryMB = 4 << 20 // 4 TiB
+)
+
+func checkLimit[T int | time.Duration](v *validator, key string, got T, l limit[T]) {
+	if got < l.min || got > l.max {
+		v.add(key, "must be between %s and %s (got %s): %s", show(l.min), show(l.max), show(got), l.why)
+	}
+}
+
+// show writes a limit or value as a user writes it: 1h rather than 1h0m0s.
+func show(x any) string {
+	d, ok := x.(time.Duration)
+	if !ok {
+		return fmt.Sprint(x)
+	}
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
 func (v *validator) reconcile(r Reconcile) {
-	if r.Interval <= 0 {
-		v.add("reconcile.interval", "must be greater than 0 (got %s), such as 1m", r.Interval)
-	}
-	if r.Parallelism < 1 {
-		v.add("reconcile.parallelism", "must be at least 1 (got %d)", r.Parallelism)
-	}
-	if r.CallTimeout <= 0 {
-		v.add("reconcile.call_timeout", "must be greater than 0 (got %s), such as 30s", r.CallTimeout)
-	}
+	checkLimit(v, "reconcile.interval", r.Interval, intervalLimit)
+	checkLimit(v, "reconcile.parallelism", r.Parallelism, parallelismLimit)
+	checkLimit(v, "reconcile.call_timeout", r.CallTimeout, callTimeoutLimit)
 }
 
 func (v *validator) pool(key string, p Pool) {
@@ -267,24 +336,20 @@ func (v *validator) pool(key string, p Pool) {
 		v.add(key+".azure_pool", "required: the name of the Azure DevOps agent pool")
 	}
 	v.oneOf(key+".provider", p.Provider, providers)
-	if p.MaxAgents < 1 {
-		v.add(key+".max_agents", "must be at least 1 (got %d)", p.MaxAgents)
-	}
+	checkLimit(v, key+".max_agents", p.MaxAgents, maxAgentsLimit)
 	if p.MinIdle < 0 {
 		v.add(key+".min_idle", "must be 0 or more (got %d)", p.MinIdle)
 	} else if p.MinIdle > p.MaxAgents && p.MaxAgents >= 1 {
 		v.add(key+".min_idle", "must not exceed max_agents (got %d, max_agents %d)", p.MinIdle, p.MaxAgents)
 	}
-	for _, d := range []struct {
-		name string
-		d    time.Duration
-	}{{"startup_timeout", p.StartupTimeout}, {"max_lifetime", p.MaxLifetime}, {"failure_backoff", p.FailureBackoff}} {
-		if d.d <= 0 {
-			v.add(key+"."+d.name, "must be greater than 0 (got %s), such as 5m", d.d)
-		}
-	}
+	checkLimit(v, key+".startup_timeout", p.StartupTimeout, startupTimeoutLimit)
+	checkLimit(v, key+".max_lifetime", p.MaxLifetime, maxLifetimeLimit)
+	checkLimit(v, key+".failure_backoff", p.FailureBackoff, failureBackoffLimit)
 	if !versionRE.MatchString(p.AgentVersion) {
 		v.add(key+".agent_version", "must be a version such as %s (got %q)", DefaultAgentVersion, p.AgentVersion)
+	}
+	if len(p.Capabilities) > MaxEntries {
+		v.add(key+".capabilities", "holds %d capabilities; at most %d are accepted: list those job demands ask for", len(p.Capabilities), MaxEntries)
 	}
 	for name := range p.Capabilities {
 		if strings.TrimSpace(name) == "" {
@@ -299,11 +364,17 @@ func (v *validator) agent(key string, a Agent, provider string) {
 	if a.Image == "" && provider != "memory" {
 		v.add(key+".image", "required: the agent image, such as azp-agent:linux")
 	}
-	if a.CPU < 0 {
-		v.add(key+".cpu", "must be 0 (provider default) or more cores (got %g)", a.CPU)
+	// Written this way round, NaN (.nan in YAML) is refused too.
+	if !(a.CPU == 0 || a.CPU >= minCPU && a.CPU <= maxCPU) {
+		v.add(key+".cpu", "must be 0 (the provider's default) or between %g and %d cores (got %g)", minCPU, maxCPU, a.CPU)
 	}
-	if _, err := a.MemoryMB(); err != nil {
+	if mb, err := a.MemoryMB(); err != nil {
 		v.add(key+".memory", "must be a quantity such as 512Mi or 2Gi (units Ki, Mi, Gi, K, M, G, or plain bytes)")
+	} else if mb != 0 && (mb < minMemoryMB || mb > maxMemoryMB) {
+		v.add(key+".memory", "must be between %dMi and %dTi (got %s): the agent alone needs about 100 MiB, and no machine it runs on has more", minMemoryMB, maxMemoryMB>>20, a.Memory)
+	}
+	if len(a.Env) > MaxEntries {
+		v.add(key+".env", "holds %d variables; at most %d are accepted", len(a.Env), MaxEntries)
 	}
 	for _, name := range sortedKeys(a.Env) {
 		upper := strings.ToUpper(name)

@@ -14,13 +14,13 @@ import (
 	"github.com/agentscaler/agentscaler/scaler"
 )
 
-func cmdValidate(args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+func cmdValidate(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	var c common
 	fs := newFlags("validate", "Check the configuration (file and the variables it names) without starting anything.", stderr, &c)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := config.Resolve(c.config, getenv)
+	cfg, err := config.ResolveContext(ctx, c.config, getenv)
 	if err != nil {
 		return err
 	}
@@ -44,7 +44,7 @@ func load(ctx context.Context, c common, stderr io.Writer, getenv func(string) s
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := config.Resolve(c.config, getenv)
+	cfg, err := config.ResolveContext(ctx, c.config, getenv)
 	if err != nil {
 		return nil, err
 	}

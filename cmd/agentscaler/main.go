@@ -93,7 +93,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	case "demo":
 		return cmdDemo(ctx, rest, stdout, stderr, getenv)
 	case "validate":
-		return cmdValidate(rest, stdout, stderr, getenv)
+		return cmdValidate(ctx, rest, stdout, stderr, getenv)
 	case testAgentCommand:
 		return cmdTestAgent(ctx, stdout, stderr, getenv)
 	case "version", "--version":

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -295,6 +297,29 @@ func TestValidateListsEveryProblem(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), "1 pool") {
 		t.Errorf("validate output: %q", stdout.String())
+	}
+}
+
+// TestValidateAndServeStopOnSignal: a configuration path that never ends (a
+// FIFO nobody writes) holds validate and serve only until the signal
+// context ends, and /dev/zero is refused at the size bound.
+func TestValidateAndServeStopOnSignal(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "agentscaler.yaml")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	for _, cmd := range []string{"validate", "serve"} {
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- run(ctx, []string{cmd, "--config", fifo}, io.Discard, io.Discard, testEnv) }()
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("%s on a FIFO nobody writes: %v, want context.Canceled once the context ends", cmd, err)
+		}
+		err := run(t.Context(), []string{cmd, "--config", "/dev/zero"}, io.Discard, io.Discard, testEnv)
+		if err == nil || !strings.Contains(err.Error(), "at most 1048576 bytes") {
+			t.Errorf("%s --config /dev/zero: %v, want the size bound", cmd, err)
+		}
 	}
 }
 

@@ -90,7 +90,7 @@ func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer, g
 		return usageError{"--hook-delay and --horizon must not be negative"}
 	}
 	timer := *interval
-	if opt.Pool, timer, err = simPool(c.config, *poolName, getenv, timer, set["interval"]); err != nil {
+	if opt.Pool, timer, err = simPool(ctx, c.config, *poolName, getenv, timer, set["interval"]); err != nil {
 		return err
 	}
 	if set["max-agents"] || c.config == "" {
@@ -152,7 +152,7 @@ func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer, g
 // configuration file (the one named, else the first) with its
 // reconcile.interval unless --interval was given, or the configuration's
 // defaults when there is no file.
-func simPool(path, name string, getenv func(string) string, interval time.Duration, intervalSet bool) (config.Pool, time.Duration, error) {
+func simPool(ctx context.Context, path, name string, getenv func(string) string, interval time.Duration, intervalSet bool) (config.Pool, time.Duration, error) {
 	if path == "" {
 		path = getenv(config.EnvConfig)
 	}
@@ -168,7 +168,7 @@ func simPool(path, name string, getenv func(string) string, interval time.Durati
 	}
 	// A simulation reads no secret: the variables the file names need not
 	// be set, only the file be right.
-	cfg, err := config.Load(path, func(k string) string {
+	cfg, err := config.LoadContext(ctx, path, func(k string) string {
 		if v := getenv(k); v != "" {
 			return v
 		}
