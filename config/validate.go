@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/agentscaler/agentscaler/providers"
 )
 
 // Problem is one thing wrong with a configuration.
@@ -71,12 +73,10 @@ var (
 	versionRE     = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+$`)
 	dnsLabelRE    = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	dnsSubdomRE   = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$`)
-	providers     = []string{"docker", "aci", "kubernetes", "memory"}
+	providerNames = []string{"docker", "aci", "kubernetes", "memory"}
 	pullPolicies  = []string{"always", "missing", "never"}
 	osTypes       = []string{"Linux", "Windows"}
 	secretEnvKeys = []string{"TOKEN", "SECRET", "PASSWORD"}
-	// The autoscaler sets these for every agent (docs/architecture.md, "The agent environment").
-	reservedEnvKeys = []string{"AZP_URL", "AZP_POOL", "AZP_AGENT_NAME", "AZP_WORK"}
 )
 
 // A variable name is repeated in a message only in the conventional shape
@@ -335,7 +335,7 @@ func (v *validator) pool(key string, p Pool) {
 	if p.AzurePool == "" {
 		v.add(key+".azure_pool", "required: the name of the Azure DevOps agent pool")
 	}
-	v.oneOf(key+".provider", p.Provider, providers)
+	v.oneOf(key+".provider", p.Provider, providerNames)
 	checkLimit(v, key+".max_agents", p.MaxAgents, maxAgentsLimit)
 	if p.MinIdle < 0 {
 		v.add(key+".min_idle", "must be 0 or more (got %d)", p.MinIdle)
@@ -383,7 +383,7 @@ func (v *validator) agent(key string, a Agent, provider string) {
 			v.add(key+".env."+name, "is not a valid environment variable name (letters, digits, _)")
 		case slices.ContainsFunc(secretEnvKeys, func(s string) bool { return strings.Contains(upper, s) }) || upper == "AZP_CLIENTSECRET":
 			v.add(key+".env."+name, "looks like a secret, and secrets are never written in the file; use azuredevops.token_env for the agent token, or give the agent the secret through its provider")
-		case slices.Contains(reservedEnvKeys, upper):
+		case slices.Contains(providers.ReservedEnv, upper):
 			v.add(key+".env."+name, "is set by the autoscaler for every agent; remove it (use azure_pool, agent.work or azuredevops.url)")
 		}
 	}
@@ -394,7 +394,7 @@ func (v *validator) providerSections(key string, p Pool) {
 		name string
 		set  bool
 	}{{"docker", p.Docker != nil}, {"aci", p.ACI != nil}, {"kubernetes", p.Kubernetes != nil}} {
-		if s.set && s.name != p.Provider && slices.Contains(providers, p.Provider) {
+		if s.set && s.name != p.Provider && slices.Contains(providerNames, p.Provider) {
 			v.add(key+"."+s.name, "is set, but provider is %s; remove it or set provider: %s", p.Provider, s.name)
 		}
 	}
