@@ -26,14 +26,20 @@ type Docker struct {
 	// Labels are added to every container, next to the agentscaler.io/ ones.
 	Labels map[string]string `yaml:"labels"`
 	// TokenFile passes secrets as read-only files named by <NAME>_FILE
-	// instead of environment variables, which docker inspect shows.
-	TokenFile bool `yaml:"token_file"`
+	// instead of environment variables, which docker inspect shows. On
+	// unless set to false (SecretsAsFiles): the agent images of infra/images
+	// read AZP_TOKEN_FILE.
+	TokenFile *bool `yaml:"token_file"`
 	// MTU, when set, reaches the agent as AGENT_DOCKER_MTU_VALUE for the job
 	// networks it creates.
 	MTU int `yaml:"mtu"`
 	// Prepull pulls the agent image when the autoscaler starts.
 	Prepull bool `yaml:"prepull"`
 }
+
+// SecretsAsFiles reports whether secrets reach the container as files:
+// token_file, true unless set to false.
+func (d *Docker) SecretsAsFiles() bool { return d == nil || d.TokenFile == nil || *d.TokenFile }
 
 // DockerRegistry says where the credentials for pulling the agent image
 // come from: two environment variables, or a Docker client config file.

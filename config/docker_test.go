@@ -44,7 +44,7 @@ func TestDockerSection(t *testing.T) {
 	}
 	d := cfg.Pools[0].Docker
 	if d.Host != "tcp://docker.example.com:2376" || d.TLSCertPath != "/etc/agentscaler/docker-certs" || d.Network != "agents" ||
-		d.Pull != "always" || !d.TokenFile || d.MTU != 1450 || !d.Prepull || d.Labels["com.example.team"] != "platform" {
+		d.Pull != "always" || !d.SecretsAsFiles() || d.MTU != 1450 || !d.Prepull || d.Labels["com.example.team"] != "platform" {
 		t.Errorf("docker = %+v", *d)
 	}
 	if d.Registry == nil || d.Registry.UsernameEnv != "TEST_REGISTRY_USER" || d.Registry.PasswordEnv != "TEST_REGISTRY_PASS" {
@@ -73,7 +73,7 @@ func TestDockerDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := cfg.Pools[0].Docker
-	if d.Network != "host" || d.Pull != "missing" || d.Host != "" || d.TokenFile || d.MTU != 0 || d.Prepull || d.Registry != nil || len(d.Mounts) != 0 {
+	if d.Network != "host" || d.Pull != "missing" || d.Host != "" || !d.SecretsAsFiles() || d.MTU != 0 || d.Prepull || d.Registry != nil || len(d.Mounts) != 0 {
 		t.Errorf("docker = %+v, want network host, pull missing and the rest unset", *d)
 	}
 }

@@ -94,7 +94,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		// The stand-in agent reports its environment as capabilities, as
 		// the real agent does: this is where the pool's `docker` comes from.
 		pc.Agent.Env = map[string]string{"docker": "true"}
-		pc.Docker = &config.Docker{Host: env["DOCKER_HOST"], Network: "host", Pull: "never", TokenFile: true}
+		pc.Docker = &config.Docker{Host: env["DOCKER_HOST"], Network: "host", Pull: "never"}
 	}
 	cfg := &config.Config{
 		AzureDevOps: config.AzureDevOps{URL: emu.OrgURL(), TokenEnv: "AZP_TOKEN"},

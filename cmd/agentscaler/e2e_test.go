@@ -91,7 +91,7 @@ pools:
     max_agents: 4
     capabilities: {java: ""}
     agent: {image: %[2]s, env: {java: "17"}}
-    docker: {host: %[3]s, network: host, pull: never}
+    docker: {host: %[3]s, network: host, pull: never, token_file: false}
 `, emu.OrgURL(), image, eng.Host), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -49,7 +49,7 @@ func dockerOptions(pool config.Pool, getenv func(string) string) (docker.Options
 		Network:     d.Network,
 		Pull:        docker.PullPolicy(d.Pull),
 		Labels:      d.Labels,
-		TokenFile:   d.TokenFile,
+		TokenFile:   d.SecretsAsFiles(),
 		MTU:         d.MTU,
 	}
 	for _, m := range mounts {

@@ -23,7 +23,7 @@ func TestDockerOptionsFromThePoolSection(t *testing.T) {
 		Registry:  &config.DockerRegistry{UsernameEnv: "REG_USER", PasswordEnv: "REG_PASS"},
 		Mounts:    []string{"/var/run/docker.sock:/var/run/docker.sock", "cache:/cache:ro"},
 		Labels:    map[string]string{"com.example.team": "platform"},
-		TokenFile: true, MTU: 1450,
+		TokenFile: new(false), MTU: 1450,
 	}}
 	got, err := dockerOptions(pool, env)
 	if err != nil {
@@ -37,10 +37,17 @@ func TestDockerOptionsFromThePoolSection(t *testing.T) {
 			{Source: "cache", Target: "/cache", ReadOnly: true},
 		},
 		Labels:    map[string]string{"com.example.team": "platform"},
-		TokenFile: true, MTU: 1450,
+		TokenFile: false, MTU: 1450,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("dockerOptions =\n%+v\nwant\n%+v", got, want)
+	}
+
+	// Unless set to false, the token travels as a file.
+	for _, d := range []*config.Docker{nil, {}, {TokenFile: new(true)}} {
+		if got, err := dockerOptions(config.Pool{Docker: d}, env); err != nil || !got.TokenFile {
+			t.Errorf("docker section %+v: TokenFile %v (%v), want true", d, got.TokenFile, err)
+		}
 	}
 
 	pool.Docker.Registry = &config.DockerRegistry{ConfigFile: "/root/.docker/config.json"}
