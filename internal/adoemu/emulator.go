@@ -37,7 +37,6 @@
 package adoemu
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -150,9 +149,9 @@ type Job struct {
 	// Finish. An agent with a session is told it in the job message
 	// (RunSecondsVariable) and reports the end itself.
 	Duration time.Duration
-	// JobID is the job's GUID, which service hooks and job requests carry;
-	// default a new one. A retried job is queued again with the same JobID.
-	JobID string
+	// RetryOf, when set, queues a new attempt of that request's job: a new
+	// request in the same run, under the same plan and job id.
+	RetryOf int64
 }
 
 // AgentInfo describes an agent to register.
@@ -469,14 +468,18 @@ func (e *Emulator) QueueJob(poolName string, j Job) int64 {
 		demands:      slices.Clone(j.Demands),
 		duration:     j.Duration,
 		queued:       now,
-		jobID:        cmp.Or(j.JobID, newGUID()),
+		jobID:        newGUID(),
 		planID:       newGUID(),
 		runID:        e.nextRunID,
 		runName:      fmt.Sprintf("%s.%d", now.UTC().Format("20060102"), e.nextRunID),
 		definitionID: def,
 	}
+	if prev := e.requestLocked(j.RetryOf); prev != nil {
+		r.jobID, r.planID, r.runID, r.runName, r.definitionID = prev.jobID, prev.planID, prev.runID, prev.runName, prev.definitionID
+	} else {
+		e.nextRunID++
+	}
 	e.nextRequestID++
-	e.nextRunID++
 	e.requests = append(e.requests, r)
 	e.postLocked(r)
 	e.autoAssignLocked()
