@@ -110,7 +110,7 @@ type Options struct {
 	Observe func(endpoint string, status int)
 	// ObserveJobRequestPages, when set, is called after every JobRequests
 	// call that paged: the Azure DevOps pool id, the pages read, and whether
-	// the list was cut short (JobRequestsMaxPages reached).
+	// the list was cut short (JobRequestsMaxPages or the deadline reached).
 	ObserveJobRequestPages func(poolID, pages int, truncated bool)
 	// ObserveRateLimit, when set, receives X-RateLimit-Remaining whenever
 	// Azure DevOps sends it.
@@ -295,9 +295,9 @@ func (c *Client) JobRequests(ctx context.Context, poolID int) ([]JobRequest, err
 // request a page shows finished is dropped). It stops when the token is
 // gone, when a page shows no unfinished request that earlier pages did not
 // (the finished cursor would walk the pool's history for ever), or after
-// JobRequestsMaxPages pages.
-// When the bound, or a token too long to send back, cut the list, waiting
-// requests may be missing: that is logged and observed.
+// JobRequestsMaxPages pages. When the bound, the list's deadline, or a
+// token too long to send back cut the list, waiting requests may be
+// missing: that is logged and observed.
 func (c *Client) pageJobRequests(ctx context.Context, poolID int, path string, seed []JobRequest) ([]JobRequest, error) {
 	byID := make(map[int64]JobRequest, len(seed))
 	for _, r := range seed {
@@ -319,6 +319,12 @@ func (c *Client) pageJobRequests(ctx context.Context, poolID int, path string, s
 		}
 		var page list[JobRequest]
 		h, err := c.jobRequestsPage(ctx, path, q, &page)
+		if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			// Out of time for the whole list: what the answers so far
+			// showed still holds, so serve it rather than nothing.
+			cut = fmt.Sprintf("out of time reading page %d: %v", pages+1, err)
+			break
+		}
 		if err != nil {
 			return nil, fmt.Errorf("azuredevops: pool %d: job requests page %d: %w", poolID, pages+1, err)
 		}

@@ -328,6 +328,37 @@ func TestClientJobRequestsLongTokenCut(t *testing.T) {
 	}
 }
 
+// TestClientJobRequestsDeadlineCuts: when the list's deadline passes while a
+// page is read, the requests already seen are served and the cut reported.
+func TestClientJobRequestsDeadlineCuts(t *testing.T) {
+	base := time.Date(2024, 5, 2, 10, 0, 0, 0, time.UTC)
+	items := make([]string, JobRequestsCap)
+	for i := range items {
+		items[i] = clientJobRequest(int64(5000+i), base, "")
+	}
+	f := clientNew(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Has("$top") {
+			<-r.Context().Done() // a page that never comes
+			return
+		}
+		clientJSON(w, 200, clientJobRequestsJSON(items...))
+	}), Options{JobRequestsTimeout: 200 * time.Millisecond})
+	var observed []string
+	f.c.opts.ObserveJobRequestPages = func(poolID, pages int, truncated bool) {
+		observed = append(observed, fmt.Sprint(poolID, pages, truncated))
+	}
+	reqs, err := f.c.JobRequests(t.Context(), 12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reqs) != JobRequestsCap || fmt.Sprint(observed) != "[12 0 true]" {
+		t.Errorf("%d requests, observed %v; want the first %d, 0 pages, truncated", len(reqs), observed, JobRequestsCap)
+	}
+	if logs := f.logs.String(); !strings.Contains(logs, "level=WARN") || !strings.Contains(logs, "out of time reading page 1") {
+		t.Errorf("no warning naming the deadline: %s", logs)
+	}
+}
+
 func TestLatestPerJob(t *testing.T) {
 	reqs := []JobRequest{
 		{RequestID: 1, PlanID: "p1", JobID: "j"},
