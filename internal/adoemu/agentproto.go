@@ -371,5 +371,5 @@ func (e *Emulator) serveUpdateJobRequest(w http.ResponseWriter, r *http.Request,
 		rq.received = time.Now()
 		e.postLocked(rq)
 	}
-	writeJSON(w, http.StatusOK, e.jobRequestWireLocked(rq, true))
+	writeJSON(w, http.StatusOK, e.jobRequestWireLocked(rq, true, nil))
 }

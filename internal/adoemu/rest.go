@@ -316,8 +316,9 @@ func (e *Emulator) serveJobRequests(w http.ResponseWriter, r *http.Request, pool
 	slices.SortFunc(sel, func(a, b *request) int { return cmp.Compare(a.id, b.id) })
 	sel = sel[:min(len(sel), e.opts.JobRequestsCap)]
 	out := make([]wireJobRequest, 0, len(sel))
+	memo := agentMatches{}
 	for _, rq := range sel {
-		out = append(out, e.jobRequestWireLocked(rq, true))
+		out = append(out, e.jobRequestWireLocked(rq, true, memo))
 	}
 	writeJSON(w, http.StatusOK, wireList[wireJobRequest]{Count: len(out), Value: out})
 }
@@ -423,6 +424,7 @@ func (e *Emulator) servePagedJobRequests(w http.ResponseWriter, q url.Values, po
 
 	size := min(top, e.opts.JobRequestsCap)
 	out := make([]wireJobRequest, 0, size)
+	memo := agentMatches{}
 	kinds := [][]*request{running, queued, finished}
 	for len(out) < size && len(kinds[0])+len(kinds[1])+len(kinds[2]) > 0 {
 		for k := range kinds {
@@ -431,7 +433,7 @@ func (e *Emulator) servePagedJobRequests(w http.ResponseWriter, q url.Values, po
 			}
 			rq := kinds[k][0]
 			kinds[k] = kinds[k][1:]
-			out = append(out, e.jobRequestWireLocked(rq, false))
+			out = append(out, e.jobRequestWireLocked(rq, false, memo))
 			switch k {
 			case 0:
 				cur.running = rq.assigned
@@ -573,9 +575,10 @@ func (e *Emulator) serveResourceUsage(w http.ResponseWriter, r *http.Request) {
 		UsedCount: e.runningLocked(),
 	}
 	if boolParam(r, "includeRunningRequests") {
+		memo := agentMatches{}
 		for _, rq := range e.requests {
 			if !rq.assigned.IsZero() && rq.finished.IsZero() {
-				u.RunningRequests = append(u.RunningRequests, e.jobRequestWireLocked(rq, true))
+				u.RunningRequests = append(u.RunningRequests, e.jobRequestWireLocked(rq, true, memo))
 			}
 		}
 	}
@@ -617,7 +620,7 @@ func (e *Emulator) agentWireLocked(a *agent, withReq, withCaps bool) wireAgent {
 	}
 	if withReq && a.request != 0 {
 		if rq := e.requestLocked(a.request); rq != nil {
-			wr := e.jobRequestWireLocked(rq, true)
+			wr := e.jobRequestWireLocked(rq, true, nil)
 			out.AssignedRequest = &wr
 		}
 	}
@@ -661,8 +664,9 @@ func (e *Emulator) ownerRefLocked(rq *request) wireOwner {
 
 // jobRequestWireLocked renders a request; withMatched lists the agents
 // that can take a waiting request, which the $top form of the list leaves
-// out.
-func (e *Emulator) jobRequestWireLocked(rq *request, withMatched bool) wireJobRequest {
+// out. memo, when not nil, keeps agent matches across the requests of one
+// answer.
+func (e *Emulator) jobRequestWireLocked(rq *request, withMatched bool, memo agentMatches) wireJobRequest {
 	out := wireJobRequest{
 		RequestID: rq.id, QueueTime: wireTime(rq.queued), AssignTime: wireTime(rq.assigned),
 		ReceiveTime: wireTime(rq.received), FinishTime: wireTime(rq.finished), Result: rq.result,
@@ -675,24 +679,45 @@ func (e *Emulator) jobRequestWireLocked(rq *request, withMatched bool) wireJobRe
 		OrchestrationID: rq.planID + ".job.__default",
 		Priority:        1,
 	}
-	var matched []wireAgentRef
-	total := 0
+	m := e.agentMatchesLocked(rq, memo)
+	out.MatchesAllAgentsInPool = m.total > 0 && len(m.matched) == m.total
+	// The service lists matched agents only while the request waits, and
+	// not at all when every agent matches.
+	if withMatched && rq.assigned.IsZero() && rq.finished.IsZero() && !out.MatchesAllAgentsInPool {
+		out.MatchedAgents = m.matched
+	}
+	return out
+}
+
+// agentMatches holds, within one answer, the agents of a pool that meet a
+// set of demands, keyed by pool and demands: a list of a burst of requests
+// with the same demands checks the pool's agents once, not once per request.
+type agentMatches map[string]agentMatch
+
+type agentMatch struct {
+	matched []wireAgentRef
+	total   int // agents in the pool
+}
+
+func (e *Emulator) agentMatchesLocked(rq *request, memo agentMatches) agentMatch {
+	key := strconv.Itoa(rq.poolID) + "\x00" + strings.Join(rq.demands, "\x00")
+	if m, ok := memo[key]; ok {
+		return m
+	}
+	var m agentMatch
 	for _, a := range e.agents {
 		if a.poolID != rq.poolID {
 			continue
 		}
-		total++
+		m.total++
 		if e.matchesLocked(a, rq) {
-			matched = append(matched, e.agentRefLocked(a))
+			m.matched = append(m.matched, e.agentRefLocked(a))
 		}
 	}
-	out.MatchesAllAgentsInPool = total > 0 && len(matched) == total
-	// The service lists matched agents only while the request waits, and
-	// not at all when every agent matches.
-	if withMatched && rq.assigned.IsZero() && rq.finished.IsZero() && !out.MatchesAllAgentsInPool {
-		out.MatchedAgents = matched
+	if memo != nil {
+		memo[key] = m
 	}
-	return out
+	return m
 }
 
 func nonNilSlice(s []string) []string {
