@@ -464,11 +464,12 @@ func (e *Emulator) serveAgents(w http.ResponseWriter, r *http.Request, poolID in
 		return
 	}
 	out := []wireAgent{}
+	memo := agentMatches{}
 	for _, a := range e.agents {
 		if a.poolID != poolID || (name != "" && !strings.EqualFold(name, a.name)) {
 			continue
 		}
-		out = append(out, e.agentWireLocked(a, withReq, withCaps))
+		out = append(out, e.agentWireLocked(a, withReq, withCaps, memo))
 	}
 	writeJSON(w, http.StatusOK, wireList[wireAgent]{Count: len(out), Value: out})
 }
@@ -496,7 +497,7 @@ func (e *Emulator) serveAddAgent(w http.ResponseWriter, r *http.Request, poolID 
 	setAgent(a, in, now)
 	e.nextAgentID++
 	e.agents = append(e.agents, a)
-	writeJSON(w, http.StatusOK, e.agentWireLocked(a, false, true))
+	writeJSON(w, http.StatusOK, e.agentWireLocked(a, false, true, nil))
 }
 
 // decodeAgent reads a TaskAgent body, answering 400 when it is not one.
@@ -607,7 +608,9 @@ func (e *Emulator) agentRefLocked(a *agent) wireAgentRef {
 	}
 }
 
-func (e *Emulator) agentWireLocked(a *agent, withReq, withCaps bool) wireAgent {
+// agentWireLocked renders an agent; memo, when not nil, keeps the agent
+// matches of assigned requests across the agents of one answer.
+func (e *Emulator) agentWireLocked(a *agent, withReq, withCaps bool, memo agentMatches) wireAgent {
 	out := wireAgent{
 		Links: e.agentLinksLocked(a), MaxParallelism: 1, CreatedOn: wireTime(a.created),
 		StatusChangedOn: wireTime(a.statusChanged),
@@ -620,7 +623,7 @@ func (e *Emulator) agentWireLocked(a *agent, withReq, withCaps bool) wireAgent {
 	}
 	if withReq && a.request != 0 {
 		if rq := e.requestLocked(a.request); rq != nil {
-			wr := e.jobRequestWireLocked(rq, true, nil)
+			wr := e.jobRequestWireLocked(rq, true, memo)
 			out.AssignedRequest = &wr
 		}
 	}
@@ -691,7 +694,8 @@ func (e *Emulator) jobRequestWireLocked(rq *request, withMatched bool, memo agen
 
 // agentMatches holds, within one answer, the agents of a pool that meet a
 // set of demands, keyed by pool and demands: a list of a burst of requests
-// with the same demands checks the pool's agents once, not once per request.
+// with the same demands (or of the agents running them) checks the pool's
+// agents once, not once per request.
 type agentMatches map[string]agentMatch
 
 type agentMatch struct {
