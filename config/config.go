@@ -25,6 +25,11 @@ type AzureDevOps struct {
 	Entra    *Entra `yaml:"entra"`     // or an Entra identity
 	// RespectParallelJobs caps creates by the organization's free self-hosted parallel jobs.
 	RespectParallelJobs bool `yaml:"respect_parallel_jobs"`
+	// MaxPages bounds the pages of the paged job request list read for one
+	// pool in one reconcile, once the unfinished-only list is full (200).
+	MaxPages int `yaml:"max_pages"`
+	// PageSize is the number of job requests asked per page ($top).
+	PageSize int `yaml:"page_size"`
 }
 
 // Entra selects an Entra ID identity (managed, workload or client secret).

@@ -198,6 +198,9 @@ func TestLoadAppliesDefaults(t *testing.T) {
 	if r := cfg.Reconcile; r.Interval != time.Minute || r.Parallelism != 8 || r.CallTimeout != 30*time.Second {
 		t.Errorf("reconcile = %+v, want 1m, 8, 30s", r)
 	}
+	if a := cfg.AzureDevOps; a.MaxPages != 25 || a.PageSize != 200 {
+		t.Errorf("azuredevops max_pages, page_size = %d, %d, want 25, 200", a.MaxPages, a.PageSize)
+	}
 	p := cfg.Pools[0]
 	checks := []struct {
 		what      string
@@ -573,6 +576,42 @@ func TestSuggest(t *testing.T) {
 	}
 }
 
+// TestJobRequestPagingKeys: written values are kept, 0 is not replaced by
+// the default, and out-of-range values name the key, the range and the
+// default.
+func TestJobRequestPagingKeys(t *testing.T) {
+	load := func(t *testing.T, lines string) (*Config, error) {
+		t.Helper()
+		base, err := os.ReadFile(filepath.Join("testdata", "minimal.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		file := strings.Replace(string(base), "  token_env: TEST_AZP_TOKEN\n", "  token_env: TEST_AZP_TOKEN\n"+lines, 1)
+		path := filepath.Join(t.TempDir(), "paging.yaml")
+		if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return Load(path, fileEnv)
+	}
+	cfg, err := load(t, "  max_pages: 1000\n  page_size: 1\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.AzureDevOps.MaxPages != 1000 || cfg.AzureDevOps.PageSize != 1 {
+		t.Errorf("max_pages, page_size = %d, %d, want 1000, 1", cfg.AzureDevOps.MaxPages, cfg.AzureDevOps.PageSize)
+	}
+	_, err = load(t, "  max_pages: 0\n  page_size: 1001\n")
+	ps := problemsOf(t, err)
+	if got := keysOf(ps); !slices.Equal(got, []string{"azuredevops.max_pages", "azuredevops.page_size"}) {
+		t.Fatalf("keys %q", got)
+	}
+	for i, want := range []string{"between 1 and 1000 (got 0); leave it out for 25", "between 1 and 1000 (got 1001); leave it out for 200"} {
+		if !strings.Contains(ps[i].Message, want) {
+			t.Errorf("%s: %q does not say %q", ps[i].Key, ps[i].Message, want)
+		}
+	}
+}
+
 // TestValidateBuiltInCode covers a configuration made in Go rather than
 // read from a file: Validate applies no defaults, so zero values are reported.
 func TestValidateBuiltInCode(t *testing.T) {
@@ -583,7 +622,8 @@ func TestValidateBuiltInCode(t *testing.T) {
 		Pools:       []Pool{{Name: "sim", AzurePool: "Default", Provider: "memory", MaxAgents: 2}},
 	}
 	err := c.Validate(fileEnv)
-	want := []string{"pools[0].startup_timeout", "pools[0].max_lifetime", "pools[0].failure_backoff", "pools[0].agent_version"}
+	want := []string{"azuredevops.max_pages", "azuredevops.page_size",
+		"pools[0].startup_timeout", "pools[0].max_lifetime", "pools[0].failure_backoff", "pools[0].agent_version"}
 	if got := keysOf(problemsOf(t, err)); !slices.Equal(got, want) {
 		t.Fatalf("keys %q, want %q", got, want)
 	}

@@ -19,6 +19,9 @@ const (
 	DefaultAgentWork      = "_work"
 	DefaultAgentVersion   = "4.275.0"
 
+	DefaultMaxPages = 25
+	DefaultPageSize = 200
+
 	DefaultReconcileInterval    = time.Minute
 	DefaultReconcileParallelism = 8
 	DefaultCallTimeout          = 30 * time.Second
@@ -36,6 +39,12 @@ func applyDefaults(c *Config, set func(key string) bool) {
 	// Consumers append /_apis/... to the URL.
 	c.AzureDevOps.URL = strings.TrimRight(strings.TrimSpace(c.AzureDevOps.URL), "/")
 
+	if !set("azuredevops.max_pages") {
+		c.AzureDevOps.MaxPages = DefaultMaxPages
+	}
+	if !set("azuredevops.page_size") {
+		c.AzureDevOps.PageSize = DefaultPageSize
+	}
 	if !set("reconcile.interval") {
 		c.Reconcile.Interval = DefaultReconcileInterval
 	}

@@ -77,6 +77,9 @@ var (
 	pullPolicies  = []string{"always", "missing", "never"}
 	osTypes       = []string{"Linux", "Windows"}
 	secretEnvKeys = []string{"TOKEN", "SECRET", "PASSWORD"}
+	// maxJobRequestPaging bounds max_pages and page_size: 1,000 pages of
+	// 1,000 requests is a million requests per pool and reconcile.
+	maxJobRequestPaging = 1000
 )
 
 // A variable name is repeated in a message only in the conventional shape
@@ -147,6 +150,12 @@ func (v *validator) env(key, name, holds string) {
 
 func (v *validator) azureDevOps(a AzureDevOps) {
 	v.orgURL("azuredevops.url", a.URL)
+	if a.MaxPages < 1 || a.MaxPages > maxJobRequestPaging {
+		v.add("azuredevops.max_pages", "must be between 1 and %d (got %d); leave it out for %d", maxJobRequestPaging, a.MaxPages, DefaultMaxPages)
+	}
+	if a.PageSize < 1 || a.PageSize > maxJobRequestPaging {
+		v.add("azuredevops.page_size", "must be between 1 and %d (got %d); leave it out for %d", maxJobRequestPaging, a.PageSize, DefaultPageSize)
+	}
 	switch {
 	case a.TokenEnv == "" && a.Entra == nil:
 		v.add("azuredevops", "set token_env (the variable holding a PAT) or entra (an Entra ID identity)")

@@ -35,6 +35,7 @@ func recordAll(m *Metrics) {
 	m.AzureDevOpsRequest("jobrequests", 200)
 	m.AzureDevOpsRequest("agents", 0)
 	m.RateLimitRemaining(187.5)
+	m.JobRequestPages(12, 3, false)
 	m.SetPoolLimits("linux", 10, 1)
 	m.SetParallelJobs(2, 5)
 }
@@ -74,25 +75,27 @@ func TestExpositionFamiliesAndTypes(t *testing.T) {
 		t.Fatalf("parse exposition: %v", err)
 	}
 	want := map[string]dto.MetricType{
-		"agentscaler_webhook_requests_total":              dto.MetricType_COUNTER,
-		"agentscaler_webhook_delivery_lag_seconds":        dto.MetricType_HISTOGRAM,
-		"agentscaler_waiting_jobs":                        dto.MetricType_GAUGE,
-		"agentscaler_agents":                              dto.MetricType_GAUGE,
-		"agentscaler_provider_operations_total":           dto.MetricType_COUNTER,
-		"agentscaler_job_queued_to_agent_created_seconds": dto.MetricType_HISTOGRAM,
-		"agentscaler_agent_created_to_online_seconds":     dto.MetricType_HISTOGRAM,
-		"agentscaler_job_queued_to_assigned_seconds":      dto.MetricType_HISTOGRAM,
-		"agentscaler_job_duration_seconds":                dto.MetricType_HISTOGRAM,
-		"agentscaler_reconcile_duration_seconds":          dto.MetricType_HISTOGRAM,
-		"agentscaler_reconciles_total":                    dto.MetricType_COUNTER,
-		"agentscaler_azuredevops_requests_total":          dto.MetricType_COUNTER,
-		"agentscaler_azuredevops_ratelimit_remaining":     dto.MetricType_GAUGE,
-		"agentscaler_pool_max_agents":                     dto.MetricType_GAUGE,
-		"agentscaler_pool_min_idle":                       dto.MetricType_GAUGE,
-		"agentscaler_parallel_jobs":                       dto.MetricType_GAUGE,
-		"agentscaler_build_info":                          dto.MetricType_GAUGE,
-		"go_goroutines":                                   dto.MetricType_GAUGE,
-		"promhttp_metric_handler_requests_total":          dto.MetricType_COUNTER,
+		"agentscaler_webhook_requests_total":                       dto.MetricType_COUNTER,
+		"agentscaler_webhook_delivery_lag_seconds":                 dto.MetricType_HISTOGRAM,
+		"agentscaler_waiting_jobs":                                 dto.MetricType_GAUGE,
+		"agentscaler_agents":                                       dto.MetricType_GAUGE,
+		"agentscaler_provider_operations_total":                    dto.MetricType_COUNTER,
+		"agentscaler_job_queued_to_agent_created_seconds":          dto.MetricType_HISTOGRAM,
+		"agentscaler_agent_created_to_online_seconds":              dto.MetricType_HISTOGRAM,
+		"agentscaler_job_queued_to_assigned_seconds":               dto.MetricType_HISTOGRAM,
+		"agentscaler_job_duration_seconds":                         dto.MetricType_HISTOGRAM,
+		"agentscaler_reconcile_duration_seconds":                   dto.MetricType_HISTOGRAM,
+		"agentscaler_reconciles_total":                             dto.MetricType_COUNTER,
+		"agentscaler_azuredevops_requests_total":                   dto.MetricType_COUNTER,
+		"agentscaler_azuredevops_ratelimit_remaining":              dto.MetricType_GAUGE,
+		"agentscaler_azuredevops_jobrequest_pages_total":           dto.MetricType_COUNTER,
+		"agentscaler_azuredevops_jobrequest_lists_truncated_total": dto.MetricType_COUNTER,
+		"agentscaler_pool_max_agents":                              dto.MetricType_GAUGE,
+		"agentscaler_pool_min_idle":                                dto.MetricType_GAUGE,
+		"agentscaler_parallel_jobs":                                dto.MetricType_GAUGE,
+		"agentscaler_build_info":                                   dto.MetricType_GAUGE,
+		"go_goroutines":                                            dto.MetricType_GAUGE,
+		"promhttp_metric_handler_requests_total":                   dto.MetricType_COUNTER,
 	}
 	for name, typ := range want {
 		f, ok := fams[name]

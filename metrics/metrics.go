@@ -82,6 +82,8 @@ type Metrics struct {
 	reconciles      *prometheus.CounterVec
 	azdoRequests    *prometheus.CounterVec
 	rateLimit       prometheus.Gauge
+	jobRequestPages *prometheus.CounterVec
+	jobRequestCuts  *prometheus.CounterVec
 	poolMaxAgents   *prometheus.GaugeVec
 	poolMinIdle     *prometheus.GaugeVec
 	parallelJobs    *prometheus.GaugeVec
@@ -91,6 +93,7 @@ type Metrics struct {
 	providers, ops, results   *labelCap
 	endpoints                 *labelCap
 	reconcileOutcomes         *labelCap
+	azurePoolIDs              *labelCap
 
 	// pooled lists every collector labelled by pool, for ForgetPool.
 	pooled []*prometheus.MetricVec
@@ -160,6 +163,14 @@ func New(version string) *Metrics {
 			Namespace: namespace, Name: "azuredevops_ratelimit_remaining",
 			Help: "Azure DevOps rate-limit budget left in the current window, in TSTU (X-RateLimit-Remaining).",
 		}),
+		jobRequestPages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "azuredevops_jobrequest_pages_total",
+			Help: "Pages of the paged job request list read, by Azure DevOps pool id: read only when the unfinished-only list comes back full (200).",
+		}, []string{"azure_pool_id"}),
+		jobRequestCuts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "azuredevops_jobrequest_lists_truncated_total",
+			Help: "Job request listings cut short by azuredevops.max_pages, by Azure DevOps pool id: waiting jobs may have gone unseen.",
+		}, []string{"azure_pool_id"}),
 		poolMaxAgents: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "pool_max_agents",
 			Help: "Configured upper bound on agent instances for the pool.",
@@ -181,6 +192,7 @@ func New(version string) *Metrics {
 		results:           newLabelCap(),
 		endpoints:         newLabelCap(),
 		reconcileOutcomes: newLabelCap(),
+		azurePoolIDs:      newLabelCap(),
 	}
 	m.pooled = []*prometheus.MetricVec{
 		m.waitingJobs.MetricVec, m.agents.MetricVec,
@@ -204,6 +216,7 @@ func New(version string) *Metrics {
 		m.webhookRequests, m.webhookLag, m.waitingJobs, m.agents, m.providerOps,
 		m.queuedToCreated, m.createdToOnline, m.queuedToAssign, m.jobDuration,
 		m.reconcileDur, m.reconciles, m.azdoRequests, m.rateLimit,
+		m.jobRequestPages, m.jobRequestCuts,
 		m.poolMaxAgents, m.poolMinIdle, m.parallelJobs,
 	)
 	return m
@@ -344,6 +357,21 @@ func (m *Metrics) RateLimitRemaining(v float64) {
 		return
 	}
 	m.rateLimit.Set(v)
+}
+
+// JobRequestPages counts the pages one job request listing of an Azure
+// DevOps pool read, and whether the page bound cut it. The truncated series
+// exists from the first listing, so an alert can rate it from zero.
+func (m *Metrics) JobRequestPages(poolID, pages int, truncated bool) {
+	if m == nil {
+		return
+	}
+	id := m.azurePoolIDs.value(strconv.Itoa(poolID))
+	m.jobRequestPages.WithLabelValues(id).Add(float64(pages))
+	cuts := m.jobRequestCuts.WithLabelValues(id)
+	if truncated {
+		cuts.Inc()
+	}
 }
 
 // SetPoolLimits publishes the pool's configured bounds, so dashboards can

@@ -227,6 +227,31 @@ func TestAzureDevOpsRequestStatus(t *testing.T) {
 	}
 }
 
+func TestJobRequestPages(t *testing.T) {
+	m := New("test")
+	m.JobRequestPages(12, 3, false)
+	m.JobRequestPages(12, 25, true)
+	m.JobRequestPages(7, 1, false)
+	for _, c := range []struct {
+		what string
+		c    prometheus.Collector
+		want float64
+	}{
+		{"pages{12}", m.jobRequestPages.WithLabelValues("12"), 28},
+		{"truncated{12}", m.jobRequestCuts.WithLabelValues("12"), 1},
+		{"pages{7}", m.jobRequestPages.WithLabelValues("7"), 1},
+		{"truncated{7}", m.jobRequestCuts.WithLabelValues("7"), 0},
+	} {
+		if got := testutil.ToFloat64(c.c); got != c.want {
+			t.Errorf("%s = %v, want %v", c.what, got, c.want)
+		}
+	}
+	n, err := testutil.GatherAndCount(m.Registry(), "agentscaler_azuredevops_jobrequest_lists_truncated_total")
+	if err != nil || n != 2 {
+		t.Errorf("truncated series = %d (%v), want 2: one per pool that listed, zero or not", n, err)
+	}
+}
+
 func TestForgetPoolDropsOnlyThatPool(t *testing.T) {
 	m := New("test")
 	for _, pool := range []string{"linux", "windows"} {
@@ -290,6 +315,7 @@ func TestNilMetricsRecordsNothing(t *testing.T) {
 	m.Reconcile("linux", "ok", time.Second)
 	m.AzureDevOpsRequest("agents", 200)
 	m.RateLimitRemaining(1)
+	m.JobRequestPages(1, 1, true)
 	m.SetPoolLimits("linux", 1, 0)
 	m.SetParallelJobs(1, 1)
 	m.ForgetPool("linux")

@@ -72,11 +72,14 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv fu
 		}
 	}
 	client, err := azuredevops.NewClient(cfg.AzureDevOps.URL, a.auth, azuredevops.Options{
-		CallTimeout:      cfg.Reconcile.CallTimeout,
-		Observe:          a.metrics.AzureDevOpsRequest,
-		ObserveRateLimit: a.metrics.RateLimitRemaining,
-		Logger:           log,
-		UserAgent:        "agentscaler/" + version,
+		CallTimeout:            cfg.Reconcile.CallTimeout,
+		JobRequestsPageSize:    cfg.AzureDevOps.PageSize,
+		JobRequestsMaxPages:    cfg.AzureDevOps.MaxPages,
+		Observe:                a.metrics.AzureDevOpsRequest,
+		ObserveJobRequestPages: a.metrics.JobRequestPages,
+		ObserveRateLimit:       a.metrics.RateLimitRemaining,
+		Logger:                 log,
+		UserAgent:              "agentscaler/" + version,
 	})
 	if err != nil {
 		return nil, err

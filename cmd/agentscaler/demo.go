@@ -97,7 +97,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		pc.Docker = &config.Docker{Host: env["DOCKER_HOST"], Network: "host", Pull: "never"}
 	}
 	cfg := &config.Config{
-		AzureDevOps: config.AzureDevOps{URL: emu.OrgURL(), TokenEnv: "AZP_TOKEN"},
+		AzureDevOps: config.AzureDevOps{URL: emu.OrgURL(), TokenEnv: "AZP_TOKEN", MaxPages: config.DefaultMaxPages, PageSize: config.DefaultPageSize},
 		Webhook:     config.Webhook{BasicAuth: &config.BasicAuth{Username: "azdo", PasswordEnv: "AGENTSCALER_WEBHOOK_PASSWORD"}},
 		// A short timer, so clean-up after agents that exited shows quickly.
 		Reconcile: config.Reconcile{Interval: 2 * time.Second, Parallelism: config.DefaultReconcileParallelism, CallTimeout: config.DefaultCallTimeout},

@@ -277,6 +277,71 @@ func TestReconcileDryRunJSON(t *testing.T) {
 	}
 }
 
+// TestReconcileDryRunPlansEveryWaitingJob: 455 servable jobs wait in one
+// pool with finished history behind them, more than the 200 unfinished
+// requests Azure DevOps lists at once. The dry run plans a create for each
+// of them, reading the job requests in four calls: the unfinished-only list
+// (full at 200) and three pages of 200 mixing waiting and finished requests.
+func TestReconcileDryRunPlansEveryWaitingJob(t *testing.T) {
+	emu := startEmulator(t, adoemu.Options{})
+	emu.RegisterAgent("Default", adoemu.AgentInfo{Name: "build-vm-01", Online: true})
+	for range 100 {
+		id := emu.QueueJob("Default", adoemu.Job{Name: "nightly"})
+		if err := emu.Assign(id, "build-vm-01"); err != nil {
+			t.Fatal(err)
+		}
+		if err := emu.Finish(id, "succeeded"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := emu.SetAgentStatus("Default", "build-vm-01", false); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for range 455 {
+		want[fmt.Sprintf("linux-r%d", emu.QueueJob("Default", adoemu.Job{Demands: []string{"docker"}}))] = true
+	}
+	path := writeConfig(t, emu.OrgURL(), "")
+	cfg, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, bytes.Replace(cfg, []byte("max_agents: 10"), []byte("max_agents: 500"), 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := emu.Calls()[adoemu.EndpointJobRequests]
+
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"reconcile", "--dry-run", "--output", "json", "--config", path}, &stdout, &stderr, testEnv); err != nil {
+		t.Fatalf("reconcile: %v\n%s", err, stderr.String())
+	}
+	creates := map[string]bool{}
+	sc := bufio.NewScanner(&stdout)
+	for sc.Scan() {
+		var j jsonAction
+		if err := json.Unmarshal(sc.Bytes(), &j); err != nil {
+			t.Fatalf("line %q: %v", sc.Text(), err)
+		}
+		if j.Action == "create" {
+			if creates[j.Name] || !want[j.Name] {
+				t.Errorf("create %s: repeated, or not for a waiting job", j.Name)
+			}
+			creates[j.Name] = true
+		}
+	}
+	if len(creates) != 455 {
+		t.Errorf("%d creates planned, want 455", len(creates))
+	}
+	calls := emu.Calls()[adoemu.EndpointJobRequests] - before
+	if calls != 4 {
+		t.Errorf("%d jobrequests calls, want 4", calls)
+	}
+	t.Logf("455 waiting jobs: %d creates planned from %d jobrequests calls", len(creates), calls)
+	if strings.Contains(stderr.String(), "level=WARN") {
+		t.Errorf("unexpected warning:\n%s", stderr.String())
+	}
+}
+
 func TestValidateListsEveryProblem(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "bad.yaml")
 	os.WriteFile(path, []byte("azuredevops: {url: ftp://x}\nwebhook: {}\npools: [{name: Bad_Name, max_agents: 0}]\n"), 0o600)

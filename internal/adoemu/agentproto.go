@@ -172,7 +172,7 @@ func (e *Emulator) serveReplaceAgent(w http.ResponseWriter, r *http.Request, poo
 	setAgent(a, in, time.Now())
 	a.online = false // until the new holder opens a session
 	e.autoAssignLocked()
-	writeJSON(w, http.StatusOK, e.agentWireLocked(a, false, true))
+	writeJSON(w, http.StatusOK, e.agentWireLocked(a, false, true, nil))
 }
 
 // serveCreateSession opens the agent's session: the agent is online from
@@ -371,5 +371,5 @@ func (e *Emulator) serveUpdateJobRequest(w http.ResponseWriter, r *http.Request,
 		rq.received = time.Now()
 		e.postLocked(rq)
 	}
-	writeJSON(w, http.StatusOK, e.jobRequestWireLocked(rq))
+	writeJSON(w, http.StatusOK, e.jobRequestWireLocked(rq, true, nil))
 }

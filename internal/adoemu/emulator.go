@@ -28,7 +28,10 @@
 // waiting, so another agent can take it.
 //
 // Where the service's behaviour is not documented the emulator picks one and
-// says so: job request lists are ordered oldest first and cut at 200 items;
+// says so: job request lists are ordered oldest first and cut at 200 items
+// (Options.JobRequestsCap); the paged $top form of the list takes running,
+// waiting and finished requests in turn, each kind following its own cursor
+// of the continuation token;
 // the rate-limit budget refills every five minutes; a subscription is
 // disabled after five failed notifications in a row.
 package adoemu
@@ -90,6 +93,12 @@ const (
 	defaultRetryBase    = 700 * time.Millisecond // 8 doublings add up to about 3 minutes
 	defaultHookTimeout  = 20 * time.Second
 	defaultMessageWait  = 50 * time.Second // how long the service holds a message poll
+	// defaultJobRequestsCap is the most job requests the service returns in
+	// one list.
+	defaultJobRequestsCap = 200
+	// stampTick is the precision of the service's times (seven fractional
+	// digits).
+	stampTick = 100 * time.Nanosecond
 )
 
 // Options configures an Emulator. The zero value of every field but PAT has
@@ -120,6 +129,9 @@ type Options struct {
 	RetryBase time.Duration
 	// HookTimeout bounds each service hook delivery attempt. Default 20s.
 	HookTimeout time.Duration
+	// JobRequestsCap is the most job requests one jobrequests answer holds,
+	// whatever $top asks for. Default 200, the service's cap.
+	JobRequestsCap int
 	// MessageWait is how long GET messages holds a poll open when the
 	// session has no message, before answering 202 with no body. Default
 	// 50s, about what the service holds it.
@@ -137,6 +149,9 @@ type Job struct {
 	// Finish. An agent with a session is told it in the job message
 	// (RunSecondsVariable) and reports the end itself.
 	Duration time.Duration
+	// RetryOf, when set, queues a new attempt of that request's job: a new
+	// request in the same run, under the same plan and job id.
+	RetryOf int64
 }
 
 // AgentInfo describes an agent to register.
@@ -274,6 +289,7 @@ type Emulator struct {
 	rateStart     time.Time
 	timers        map[int64]*time.Timer
 	nextMessageID int64
+	lastStamp     time.Time // the latest assign or finish time handed out
 	// messagesChanged is closed and replaced whenever a session gains a
 	// message or ends, to wake the polls waiting on it.
 	messagesChanged chan struct{}
@@ -299,6 +315,9 @@ func New(opts Options) *Emulator {
 	}
 	if opts.MessageWait <= 0 {
 		opts.MessageWait = defaultMessageWait
+	}
+	if opts.JobRequestsCap <= 0 {
+		opts.JobRequestsCap = defaultJobRequestsCap
 	}
 	log := opts.Logger
 	if log == nil {
@@ -455,8 +474,12 @@ func (e *Emulator) QueueJob(poolName string, j Job) int64 {
 		runName:      fmt.Sprintf("%s.%d", now.UTC().Format("20060102"), e.nextRunID),
 		definitionID: def,
 	}
+	if prev := e.requestLocked(j.RetryOf); prev != nil {
+		r.jobID, r.planID, r.runID, r.runName, r.definitionID = prev.jobID, prev.planID, prev.runID, prev.runName, prev.definitionID
+	} else {
+		e.nextRunID++
+	}
 	e.nextRequestID++
-	e.nextRunID++
 	e.requests = append(e.requests, r)
 	e.postLocked(r)
 	e.autoAssignLocked()
@@ -593,7 +616,7 @@ func (e *Emulator) requestLocked(id int64) *request {
 }
 
 func (e *Emulator) assignLocked(r *request, a *agent) {
-	r.assigned = time.Now()
+	r.assigned = e.stampLocked()
 	r.agentID = a.id
 	ref := e.agentRefLocked(a)
 	r.reserved = &ref
@@ -617,8 +640,21 @@ func (e *Emulator) assignLocked(r *request, a *agent) {
 	}
 }
 
+// stampLocked returns the time of an assignment or a finish: now, at the
+// service's 100 ns precision, and later than every stamp before it. The paged
+// job request list resumes after the last assign and finish time it sent,
+// so two requests sharing a time would lose one of them at a page boundary.
+func (e *Emulator) stampLocked() time.Time {
+	t := time.Now().Truncate(stampTick)
+	if !t.After(e.lastStamp) {
+		t = e.lastStamp.Add(stampTick)
+	}
+	e.lastStamp = t
+	return t
+}
+
 func (e *Emulator) finishLocked(r *request, result string) {
-	r.finished = time.Now()
+	r.finished = e.stampLocked()
 	r.result = result
 	if t, ok := e.timers[r.id]; ok {
 		t.Stop()

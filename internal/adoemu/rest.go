@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,8 +14,6 @@ import (
 )
 
 const (
-	// maxListItems is the most job requests the service returns in one list.
-	maxListItems = 200
 	// defaultCompleted is how many finished requests a list carries when
 	// completedRequestCount is absent.
 	defaultCompleted = 50
@@ -276,17 +275,22 @@ func (e *Emulator) poolWireLocked(p *pool) wirePool {
 	}
 }
 
-// serveJobRequests lists the pool's unfinished requests plus the most
+// serveJobRequests answers the pool's job request list in one of its two
+// forms: with $top, a page of running, waiting and finished requests
+// (servePagedJobRequests); otherwise the unfinished requests plus the most
 // recently finished ones (completedRequestCount of them, 50 when absent),
-// oldest first, at most 200: the service caps the list and the scaler must
-// live with it.
+// oldest first, at most Options.JobRequestsCap: the service caps the list.
 func (e *Emulator) serveJobRequests(w http.ResponseWriter, r *http.Request, poolID int) {
+	q := r.URL.Query()
+	if q.Has("$top") {
+		e.servePagedJobRequests(w, q, poolID)
+		return
+	}
 	completed := defaultCompleted
-	if v := r.URL.Query().Get("completedRequestCount"); v != "" {
+	if v := q.Get("completedRequestCount"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
-			writeError(w, http.StatusBadRequest, "ArgumentException", "System.ArgumentException, mscorlib",
-				fmt.Sprintf("completedRequestCount: %q is not a valid count.", v), 0)
+			writeArgumentError(w, fmt.Sprintf("completedRequestCount: %q is not a valid count.", v))
 			return
 		}
 		completed = n
@@ -310,12 +314,144 @@ func (e *Emulator) serveJobRequests(w http.ResponseWriter, r *http.Request, pool
 	slices.SortStableFunc(done, func(a, b *request) int { return b.finished.Compare(a.finished) })
 	sel := append(open, done[:min(completed, len(done))]...)
 	slices.SortFunc(sel, func(a, b *request) int { return cmp.Compare(a.id, b.id) })
-	sel = sel[:min(len(sel), maxListItems)]
+	sel = sel[:min(len(sel), e.opts.JobRequestsCap)]
 	out := make([]wireJobRequest, 0, len(sel))
+	memo := agentMatches{}
 	for _, rq := range sel {
-		out = append(out, e.jobRequestWireLocked(rq))
+		out = append(out, e.jobRequestWireLocked(rq, true, memo))
 	}
 	writeJSON(w, http.StatusOK, wireList[wireJobRequest]{Count: len(out), Value: out})
+}
+
+// ContinuationTokenHeader is the response header that carries the cursor of
+// the next page of the $top form of the job request list.
+const ContinuationTokenHeader = "X-Ms-Continuationtoken"
+
+// pageCursor is the continuation token of the paged job request list,
+// written "{lastRunningAssignTime}|{lastQueuedRequestId}|{lastFinishedFinishTime}":
+// running requests are listed by assign time, waiting ones by request id
+// and finished ones newest finish first, each kind resuming after its own
+// cursor; an empty cursor starts that kind from the beginning.
+type pageCursor struct {
+	running  time.Time // the last running request's assign time sent
+	queued   int64     // the last waiting request's id sent
+	finished time.Time // the last finished request's finish time sent
+}
+
+func parsePageCursor(token string) (pageCursor, error) {
+	var c pageCursor
+	if token == "" {
+		return c, nil
+	}
+	bad := fmt.Errorf("continuationToken: %q is not valid", token)
+	parts := strings.Split(token, "|")
+	if len(parts) != 3 {
+		return c, bad
+	}
+	var err error
+	if parts[0] != "" {
+		if c.running, err = time.Parse(time.RFC3339Nano, parts[0]); err != nil {
+			return c, bad
+		}
+	}
+	if parts[1] != "" {
+		if c.queued, err = strconv.ParseInt(parts[1], 10, 64); err != nil {
+			return c, bad
+		}
+	}
+	if parts[2] != "" {
+		if c.finished, err = time.Parse(time.RFC3339Nano, parts[2]); err != nil {
+			return c, bad
+		}
+	}
+	return c, nil
+}
+
+func (c pageCursor) String() string {
+	queued := ""
+	if c.queued != 0 {
+		queued = strconv.FormatInt(c.queued, 10)
+	}
+	return wireTime(c.running) + "|" + queued + "|" + wireTime(c.finished)
+}
+
+// servePagedJobRequests answers the $top form: one page of at most $top
+// requests (and at most Options.JobRequestsCap) taken from the running,
+// waiting and finished requests in turn, so a page mixes them, with the
+// continuation token header while any kind has more. The form carries
+// demands but no matchedAgents, and, as on the service, refuses
+// completedRequestCount.
+func (e *Emulator) servePagedJobRequests(w http.ResponseWriter, q url.Values, poolID int) {
+	if q.Has("completedRequestCount") {
+		writeArgumentError(w, "$top cannot be combined with completedRequestCount.")
+		return
+	}
+	top, err := strconv.Atoi(q.Get("$top"))
+	if err != nil || top < 1 {
+		writeArgumentError(w, fmt.Sprintf("$top: %q is not a valid count.", q.Get("$top")))
+		return
+	}
+	cur, err := parsePageCursor(q.Get("continuationToken"))
+	if err != nil {
+		writeArgumentError(w, err.Error())
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.poolByIDLocked(poolID) == nil {
+		writePoolNotFound(w, poolID)
+		return
+	}
+	var running, queued, finished []*request
+	for _, rq := range e.requests {
+		switch {
+		case rq.poolID != poolID:
+		case !rq.finished.IsZero():
+			if cur.finished.IsZero() || rq.finished.Before(cur.finished) {
+				finished = append(finished, rq)
+			}
+		case !rq.assigned.IsZero():
+			if rq.assigned.After(cur.running) {
+				running = append(running, rq)
+			}
+		case rq.id > cur.queued:
+			queued = append(queued, rq)
+		}
+	}
+	slices.SortFunc(running, func(a, b *request) int { return a.assigned.Compare(b.assigned) })
+	slices.SortFunc(queued, func(a, b *request) int { return cmp.Compare(a.id, b.id) })
+	slices.SortFunc(finished, func(a, b *request) int { return b.finished.Compare(a.finished) })
+
+	size := min(top, e.opts.JobRequestsCap)
+	out := make([]wireJobRequest, 0, size)
+	memo := agentMatches{}
+	kinds := [][]*request{running, queued, finished}
+	for len(out) < size && len(kinds[0])+len(kinds[1])+len(kinds[2]) > 0 {
+		for k := range kinds {
+			if len(kinds[k]) == 0 || len(out) == size {
+				continue
+			}
+			rq := kinds[k][0]
+			kinds[k] = kinds[k][1:]
+			out = append(out, e.jobRequestWireLocked(rq, false, memo))
+			switch k {
+			case 0:
+				cur.running = rq.assigned
+			case 1:
+				cur.queued = rq.id
+			case 2:
+				cur.finished = rq.finished
+			}
+		}
+	}
+	if len(kinds[0])+len(kinds[1])+len(kinds[2]) > 0 {
+		w.Header().Set(ContinuationTokenHeader, cur.String())
+	}
+	writeJSON(w, http.StatusOK, wireList[wireJobRequest]{Count: len(out), Value: out})
+}
+
+func writeArgumentError(w http.ResponseWriter, message string) {
+	writeError(w, http.StatusBadRequest, "ArgumentException", "System.ArgumentException, mscorlib", message, 0)
 }
 
 func (e *Emulator) serveAgents(w http.ResponseWriter, r *http.Request, poolID int) {
@@ -328,11 +464,12 @@ func (e *Emulator) serveAgents(w http.ResponseWriter, r *http.Request, poolID in
 		return
 	}
 	out := []wireAgent{}
+	memo := agentMatches{}
 	for _, a := range e.agents {
 		if a.poolID != poolID || (name != "" && !strings.EqualFold(name, a.name)) {
 			continue
 		}
-		out = append(out, e.agentWireLocked(a, withReq, withCaps))
+		out = append(out, e.agentWireLocked(a, withReq, withCaps, memo))
 	}
 	writeJSON(w, http.StatusOK, wireList[wireAgent]{Count: len(out), Value: out})
 }
@@ -360,7 +497,7 @@ func (e *Emulator) serveAddAgent(w http.ResponseWriter, r *http.Request, poolID 
 	setAgent(a, in, now)
 	e.nextAgentID++
 	e.agents = append(e.agents, a)
-	writeJSON(w, http.StatusOK, e.agentWireLocked(a, false, true))
+	writeJSON(w, http.StatusOK, e.agentWireLocked(a, false, true, nil))
 }
 
 // decodeAgent reads a TaskAgent body, answering 400 when it is not one.
@@ -439,9 +576,10 @@ func (e *Emulator) serveResourceUsage(w http.ResponseWriter, r *http.Request) {
 		UsedCount: e.runningLocked(),
 	}
 	if boolParam(r, "includeRunningRequests") {
+		memo := agentMatches{}
 		for _, rq := range e.requests {
 			if !rq.assigned.IsZero() && rq.finished.IsZero() {
-				u.RunningRequests = append(u.RunningRequests, e.jobRequestWireLocked(rq))
+				u.RunningRequests = append(u.RunningRequests, e.jobRequestWireLocked(rq, true, memo))
 			}
 		}
 	}
@@ -470,7 +608,9 @@ func (e *Emulator) agentRefLocked(a *agent) wireAgentRef {
 	}
 }
 
-func (e *Emulator) agentWireLocked(a *agent, withReq, withCaps bool) wireAgent {
+// agentWireLocked renders an agent; memo, when not nil, keeps the agent
+// matches of assigned requests across the agents of one answer.
+func (e *Emulator) agentWireLocked(a *agent, withReq, withCaps bool, memo agentMatches) wireAgent {
 	out := wireAgent{
 		Links: e.agentLinksLocked(a), MaxParallelism: 1, CreatedOn: wireTime(a.created),
 		StatusChangedOn: wireTime(a.statusChanged),
@@ -483,7 +623,7 @@ func (e *Emulator) agentWireLocked(a *agent, withReq, withCaps bool) wireAgent {
 	}
 	if withReq && a.request != 0 {
 		if rq := e.requestLocked(a.request); rq != nil {
-			wr := e.jobRequestWireLocked(rq)
+			wr := e.jobRequestWireLocked(rq, true, memo)
 			out.AssignedRequest = &wr
 		}
 	}
@@ -525,7 +665,11 @@ func (e *Emulator) ownerRefLocked(rq *request) wireOwner {
 	}
 }
 
-func (e *Emulator) jobRequestWireLocked(rq *request) wireJobRequest {
+// jobRequestWireLocked renders a request; withMatched lists the agents
+// that can take a waiting request, which the $top form of the list leaves
+// out. memo, when not nil, keeps agent matches across the requests of one
+// answer.
+func (e *Emulator) jobRequestWireLocked(rq *request, withMatched bool, memo agentMatches) wireJobRequest {
 	out := wireJobRequest{
 		RequestID: rq.id, QueueTime: wireTime(rq.queued), AssignTime: wireTime(rq.assigned),
 		ReceiveTime: wireTime(rq.received), FinishTime: wireTime(rq.finished), Result: rq.result,
@@ -538,24 +682,46 @@ func (e *Emulator) jobRequestWireLocked(rq *request) wireJobRequest {
 		OrchestrationID: rq.planID + ".job.__default",
 		Priority:        1,
 	}
-	var matched []wireAgentRef
-	total := 0
+	m := e.agentMatchesLocked(rq, memo)
+	out.MatchesAllAgentsInPool = m.total > 0 && len(m.matched) == m.total
+	// The service lists matched agents only while the request waits, and
+	// not at all when every agent matches.
+	if withMatched && rq.assigned.IsZero() && rq.finished.IsZero() && !out.MatchesAllAgentsInPool {
+		out.MatchedAgents = m.matched
+	}
+	return out
+}
+
+// agentMatches holds, within one answer, the agents of a pool that meet a
+// set of demands, keyed by pool and demands: a list of a burst of requests
+// with the same demands (or of the agents running them) checks the pool's
+// agents once, not once per request.
+type agentMatches map[string]agentMatch
+
+type agentMatch struct {
+	matched []wireAgentRef
+	total   int // agents in the pool
+}
+
+func (e *Emulator) agentMatchesLocked(rq *request, memo agentMatches) agentMatch {
+	key := strconv.Itoa(rq.poolID) + "\x00" + strings.Join(rq.demands, "\x00")
+	if m, ok := memo[key]; ok {
+		return m
+	}
+	var m agentMatch
 	for _, a := range e.agents {
 		if a.poolID != rq.poolID {
 			continue
 		}
-		total++
+		m.total++
 		if e.matchesLocked(a, rq) {
-			matched = append(matched, e.agentRefLocked(a))
+			m.matched = append(m.matched, e.agentRefLocked(a))
 		}
 	}
-	out.MatchesAllAgentsInPool = total > 0 && len(matched) == total
-	// The service lists matched agents only while the request waits, and
-	// not at all when every agent matches.
-	if rq.assigned.IsZero() && rq.finished.IsZero() && !out.MatchesAllAgentsInPool {
-		out.MatchedAgents = matched
+	if memo != nil {
+		memo[key] = m
 	}
-	return out
+	return m
 }
 
 func nonNilSlice(s []string) []string {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -191,6 +192,127 @@ func TestJobRequestsCappedAt200(t *testing.T) {
 	}
 	if len(e.Requests("linux")) != 250 {
 		t.Errorf("the emulator must still hold all 250 requests")
+	}
+}
+
+func TestJobRequestsCapOption(t *testing.T) {
+	e, org := newServed(t, Options{JobRequestsCap: 5})
+	pid := e.AddPool("linux")
+	for range 8 {
+		e.QueueJob("linux", Job{})
+	}
+	for _, query := range []string{"?completedRequestCount=0", "?$top=100"} {
+		if reqs := values(t, getJSON(t, path(org, "pools", strconv.Itoa(pid), "jobrequests"+query))); len(reqs) != 5 {
+			t.Errorf("%s: %d requests, want the cap of 5", query, len(reqs))
+		}
+	}
+}
+
+// TestJobRequestsPaged walks the $top form with its continuation token: every
+// request of the pool comes exactly once, pages mix running, waiting and
+// finished requests, none carries matchedAgents, and the last page has no
+// token.
+func TestJobRequestsPaged(t *testing.T) {
+	e, org := newServed(t, Options{})
+	pid := e.AddPool("linux")
+	e.AddPool("windows")
+	e.QueueJob("windows", Job{}) // another pool's request never shows
+	// An agent that matches nothing makes the list name matched agents
+	// where the form carries them.
+	e.RegisterAgent("linux", AgentInfo{Name: "other", Online: true})
+	want := map[int64]string{}
+	for i := range 7 {
+		e.RegisterAgent("linux", AgentInfo{Name: fmt.Sprintf("a%d", i), Online: true, UserCapabilities: map[string]string{"docker": ""}})
+	}
+	for i := range 17 {
+		id := e.QueueJob("linux", Job{Demands: []string{"docker"}})
+		want[id] = "waiting"
+		switch {
+		case i < 4: // finished
+			if err := e.Assign(id, fmt.Sprintf("a%d", i)); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.Finish(id, "succeeded"); err != nil {
+				t.Fatal(err)
+			}
+			want[id] = "finished"
+		case i < 7: // running
+			if err := e.Assign(id, fmt.Sprintf("a%d", i)); err != nil {
+				t.Fatal(err)
+			}
+			want[id] = "running"
+		}
+	}
+
+	got := map[int64]string{}
+	mixed := false
+	token, pages := "", 0
+	for {
+		u := path(org, "pools", strconv.Itoa(pid), "jobrequests?$top=3")
+		if token != "" {
+			u += "&continuationToken=" + url.QueryEscape(token)
+		}
+		status, h, b := call(t, http.MethodGet, u, basic("", testPAT), nil)
+		if status != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", u, status, b)
+		}
+		pages++
+		page := values(t, decode(t, b))
+		if len(page) > 3 {
+			t.Fatalf("page %d holds %d requests, want at most $top=3", pages, len(page))
+		}
+		kinds := map[string]bool{}
+		for _, r := range page {
+			wantNoKeys(t, "paged request", r, "matchedAgents")
+			wantKeys(t, "paged request", r, "demands")
+			id := int64(r["requestId"].(float64))
+			if _, dup := got[id]; dup {
+				t.Errorf("request %d listed twice", id)
+			}
+			kind := "waiting"
+			switch {
+			case r["result"] != nil:
+				kind = "finished"
+			case r["assignTime"] != nil:
+				kind = "running"
+			}
+			got[id] = kind
+			kinds[kind] = true
+		}
+		mixed = mixed || len(kinds) == 3
+		token = h.Get("x-ms-continuationtoken")
+		if token == "" {
+			break
+		}
+		if n := strings.Count(token, "|"); n != 2 {
+			t.Fatalf("token %q has %d separators, want three cursors", token, n)
+		}
+		if pages > 20 {
+			t.Fatal("the token never ends")
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("paged list = %v\nwant %v", got, want)
+	}
+	if pages != 6 || !mixed {
+		t.Errorf("%d pages (want 17/3 rounded up = 6), some mixing all three kinds: %v", pages, mixed)
+	}
+}
+
+func TestJobRequestsPagedRefusals(t *testing.T) {
+	e, org := newServed(t, Options{})
+	pid := strconv.Itoa(e.AddPool("linux"))
+	for _, query := range []string{
+		"?$top=10&completedRequestCount=0", // the service refuses to combine them
+		"?$top=0",
+		"?$top=ten",
+		"?$top=10&continuationToken=" + url.QueryEscape("x|1|"),
+		"?$top=10&continuationToken=" + url.QueryEscape("||"+"||"),
+	} {
+		status, _, b := call(t, http.MethodGet, path(org, "pools", pid, "jobrequests"+query), basic("", testPAT), nil)
+		if status != http.StatusBadRequest || !strings.Contains(string(b), "ArgumentException") {
+			t.Errorf("%s: %d %s, want 400 ArgumentException", query, status, b)
+		}
 	}
 }
 

@@ -41,27 +41,36 @@ const (
 	EndpointAgentDelete   = "agent_delete"
 	EndpointAgentAdd      = "agent_add"
 	EndpointResourceUsage = "resourceusage"
-	// EndpointJobRequestsTruncated is observed (with the HTTP status) when a
-	// jobrequests answer reached JobRequestsCap and may have left requests out.
-	EndpointJobRequestsTruncated = "jobrequests_truncated"
 )
 
 // JobRequestsCap is the most items the pool jobrequests endpoint returns in
 // one answer.
 //
-// What is known about it (kedacore/keda#6819, #4326, #4387, #6894): the
-// endpoint is undocumented and returns at most 200 requests whatever $top
-// asks for; $top changes the shape of the answer and cannot be combined with
-// completedRequestCount; completedRequestCount=0 drops finished requests so
-// the 200 are spent on running and waiting ones only. The client therefore
-// asks with completedRequestCount=0 and no $top, sorts the answer oldest
-// first, and when the answer holds JobRequestsCap items logs a warning and
-// observes EndpointJobRequestsTruncated: with 200 or more unfinished
-// requests in one pool, some waiting ones may be missing and are picked up
-// by a later reconcile once running ones finish. (The generated clients also
-// page this endpoint with $top and an X-MS-ContinuationToken header; that
-// path includes finished requests and is not used here.)
+// What is known about the endpoint (kedacore/keda#6819, #4326, #4387,
+// #6894): it is undocumented and returns at most 200 requests whatever $top
+// asks for; completedRequestCount=0 drops finished requests, so the 200 are
+// spent on running and waiting ones. Its other form, $top=N, cannot be
+// combined with completedRequestCount: it answers pages mixing running,
+// waiting and finished requests, carries demands but no matchedAgents, and
+// points to the next page with the header x-ms-continuationtoken, three
+// cursors "{lastRunningAssignTime}|{lastQueuedRequestId}|{lastFinishedFinishTime}".
+// JobRequests asks the first form and pages the second only when the first
+// came back full.
 const JobRequestsCap = 200
+
+// Defaults of the paged job request list (Options.JobRequestsPageSize and
+// JobRequestsMaxPages).
+const (
+	DefaultJobRequestsPageSize = 200
+	DefaultJobRequestsMaxPages = 25
+)
+
+// continuationHeader names the header that carries the next page's cursor.
+const continuationHeader = "X-Ms-Continuationtoken"
+
+// maxContinuationToken bounds the continuation token sent back: three
+// cursors (two dates and a number) fit in well under 200 bytes.
+const maxContinuationToken = 1024
 
 // maxBody bounds every response body read into memory.
 const maxBody = 32 << 20
@@ -82,9 +91,16 @@ type Options struct {
 	HTTPClient *http.Client // http.DefaultClient's transport when nil
 	// CallTimeout bounds each call, retries included (default 30s).
 	CallTimeout time.Duration
-	// JobRequestsTimeout bounds JobRequests, retries included (default 60s):
-	// the endpoint is slow, about 4 s for 760 items.
+	// JobRequestsTimeout bounds JobRequests, every page and retry included
+	// (default 60s): the endpoint is slow, about 4 s for 760 items. Each
+	// page is also bounded by CallTimeout.
 	JobRequestsTimeout time.Duration
+	// JobRequestsPageSize is the $top of each page of the paged job request
+	// list (default 200; the service answers at most JobRequestsCap).
+	JobRequestsPageSize int
+	// JobRequestsMaxPages bounds the pages one JobRequests call reads
+	// (default 25).
+	JobRequestsMaxPages int
 	// MaxRetries is how many times a retryable failure is tried again
 	// (default 3; negative disables retries).
 	MaxRetries int
@@ -92,6 +108,10 @@ type Options struct {
 	// endpoint name (the Endpoint constants) and the status, 0 when no
 	// answer came back.
 	Observe func(endpoint string, status int)
+	// ObserveJobRequestPages, when set, is called after every JobRequests
+	// call that paged: the Azure DevOps pool id, the pages read, and whether
+	// the list was cut short (JobRequestsMaxPages or the deadline reached).
+	ObserveJobRequestPages func(poolID, pages int, truncated bool)
 	// ObserveRateLimit, when set, receives X-RateLimit-Remaining whenever
 	// Azure DevOps sends it.
 	ObserveRateLimit func(remaining float64)
@@ -149,6 +169,12 @@ func NewClient(orgURL string, auth Authorizer, opts Options) (*Client, error) {
 	}
 	if opts.JobRequestsTimeout <= 0 {
 		opts.JobRequestsTimeout = 60 * time.Second
+	}
+	if opts.JobRequestsPageSize <= 0 {
+		opts.JobRequestsPageSize = DefaultJobRequestsPageSize
+	}
+	if opts.JobRequestsMaxPages <= 0 {
+		opts.JobRequestsMaxPages = DefaultJobRequestsMaxPages
 	}
 	switch {
 	case opts.MaxRetries == 0:
@@ -236,29 +262,143 @@ func (c *Client) PoolID(ctx context.Context, name string) (int, error) {
 }
 
 // JobRequests returns the unfinished job requests of a pool (running and
-// waiting), oldest first. See JobRequestsCap for the endpoint's limit.
+// waiting), oldest first, one per job: of several requests of the same job
+// (a retried job), the one with the highest request id.
+//
+// It asks for the unfinished requests (completedRequestCount=0). When the
+// answer is full (JobRequestsCap), more may be waiting, and it pages the $top
+// form: see pageJobRequests.
 func (c *Client) JobRequests(ctx context.Context, poolID int) ([]JobRequest, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.JobRequestsTimeout)
 	defer cancel()
-	var reqs list[JobRequest]
-	q := url.Values{"completedRequestCount": {"0"}}
 	path := fmt.Sprintf("_apis/distributedtask/pools/%d/jobrequests", poolID)
-	if err := c.do(ctx, http.MethodGet, EndpointJobRequests, path, q, apiVersionJobRequests, nil, &reqs); err != nil {
+	var first list[JobRequest]
+	if _, err := c.jobRequestsPage(ctx, path, url.Values{"completedRequestCount": {"0"}}, &first); err != nil {
 		return nil, err
 	}
-	sort.SliceStable(reqs.Value, func(i, j int) bool {
-		a, b := reqs.Value[i], reqs.Value[j]
+	reqs := first.Value
+	if len(reqs) >= JobRequestsCap {
+		var err error
+		if reqs, err = c.pageJobRequests(ctx, poolID, path, reqs); err != nil {
+			return nil, err
+		}
+	}
+	reqs = latestPerJob(reqs)
+	sort.Slice(reqs, func(i, j int) bool {
+		a, b := reqs[i], reqs[j]
 		if !a.QueueTime.Equal(b.QueueTime) {
 			return a.QueueTime.Before(b.QueueTime)
 		}
 		return a.RequestID < b.RequestID
 	})
-	if len(reqs.Value) >= JobRequestsCap {
-		c.log.Warn("azure devops returned the most job requests it returns in one answer; some waiting requests may be missing until running ones finish",
-			"pool_id", poolID, "returned", len(reqs.Value), "cap", JobRequestsCap)
-		c.observe(EndpointJobRequestsTruncated, http.StatusOK)
+	return reqs, nil
+}
+
+// pageJobRequests reads the $top form of the list page by page, following
+// the continuation token, and returns the unfinished requests of seed and
+// of the pages, merged by request id (a page's copy is newer than seed's; a
+// request a page shows finished is dropped). It stops when the token is
+// gone, when a page shows no unfinished request that earlier pages did not
+// (the finished cursor would walk the pool's history for ever), or after
+// JobRequestsMaxPages pages. When the bound, the list's deadline, or a
+// token too long to send back cut the list, waiting requests may be
+// missing: that is logged and observed.
+func (c *Client) pageJobRequests(ctx context.Context, poolID int, path string, seed []JobRequest) ([]JobRequest, error) {
+	byID := make(map[int64]JobRequest, len(seed))
+	for _, r := range seed {
+		byID[r.RequestID] = r
 	}
-	return reqs.Value, nil
+	// paged holds the unfinished requests the pages showed: a page adds
+	// something when it shows one the earlier pages did not. seed does not
+	// count, since the first pages list the oldest requests again.
+	paged := map[int64]bool{}
+	token, pages, cut := "", 0, ""
+	for {
+		if pages == c.opts.JobRequestsMaxPages {
+			cut = fmt.Sprintf("stopped at the bound of %d pages", pages)
+			break
+		}
+		q := url.Values{"$top": {strconv.Itoa(c.opts.JobRequestsPageSize)}}
+		if token != "" {
+			q.Set("continuationToken", token)
+		}
+		var page list[JobRequest]
+		h, err := c.jobRequestsPage(ctx, path, q, &page)
+		if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			// Out of time for the whole list: what the answers so far
+			// showed still holds, so serve it rather than nothing.
+			cut = fmt.Sprintf("out of time reading page %d: %v", pages+1, err)
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("azuredevops: pool %d: job requests page %d: %w", poolID, pages+1, err)
+		}
+		pages++
+		added := 0
+		for _, r := range page.Value {
+			if r.Result != nil {
+				delete(byID, r.RequestID)
+				continue
+			}
+			if !paged[r.RequestID] {
+				paged[r.RequestID] = true
+				added++
+			}
+			byID[r.RequestID] = r
+		}
+		token = h.Get(continuationHeader)
+		if token == "" || added == 0 {
+			break
+		}
+		if len(token) > maxContinuationToken {
+			cut = fmt.Sprintf("continuation token longer than %d bytes", maxContinuationToken)
+			break
+		}
+	}
+	if cut != "" {
+		c.log.Warn("job request list cut short; some waiting requests may be missing until a later reconcile",
+			"pool_id", poolID, "pages", pages, "requests", len(byID), "error", cut)
+	}
+	if c.opts.ObserveJobRequestPages != nil {
+		c.opts.ObserveJobRequestPages(poolID, pages, cut != "")
+	}
+	out := make([]JobRequest, 0, len(byID))
+	for _, r := range byID {
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// jobRequestsPage reads one answer of the job request list, bounded by
+// CallTimeout, and returns its headers.
+func (c *Client) jobRequestsPage(ctx context.Context, path string, q url.Values, out *list[JobRequest]) (http.Header, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.CallTimeout)
+	defer cancel()
+	return c.exchange(ctx, http.MethodGet, EndpointJobRequests, path, q, apiVersionJobRequests, nil, out)
+}
+
+// latestPerJob keeps, of the requests of one job, the one with the highest
+// request id: a retried job is queued again, and only its newest request is
+// the one an agent would run. A job is its plan and job id together: the job
+// id alone repeats across runs (a pipeline's single job is always
+// 12f1170f-54f2-53f3-20dd-22fc7dff55f9), so it would merge unrelated jobs.
+// Requests without a job id are all kept.
+func latestPerJob(reqs []JobRequest) []JobRequest {
+	type job struct{ plan, id string }
+	latest := make(map[job]int64, len(reqs))
+	for _, r := range reqs {
+		k := job{r.PlanID, r.JobID}
+		if r.JobID != "" && r.RequestID > latest[k] {
+			latest[k] = r.RequestID
+		}
+	}
+	out := reqs[:0]
+	for _, r := range reqs {
+		if r.JobID == "" || latest[job{r.PlanID, r.JobID}] == r.RequestID {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // Agents returns the agents registered in a pool, with their capabilities and
@@ -366,11 +506,17 @@ func (c *Client) ResourceUsage(ctx context.Context) (ResourceUsage, error) {
 // do sends one logical call, retrying what is retryable while the context's
 // deadline allows, and decodes a 2xx JSON answer into out (when not nil).
 func (c *Client) do(ctx context.Context, method, endpoint, path string, q url.Values, version string, in, out any) error {
+	_, err := c.exchange(ctx, method, endpoint, path, q, version, in, out)
+	return err
+}
+
+// exchange is do, returning the headers of the successful answer.
+func (c *Client) exchange(ctx context.Context, method, endpoint, path string, q url.Values, version string, in, out any) (http.Header, error) {
 	var body []byte
 	if in != nil {
 		var err error
 		if body, err = json.Marshal(in); err != nil {
-			return fmt.Errorf("azuredevops: %s: encode request: %w", endpoint, err)
+			return nil, fmt.Errorf("azuredevops: %s: encode request: %w", endpoint, err)
 		}
 	}
 	u := *c.org
@@ -382,17 +528,17 @@ func (c *Client) do(ctx context.Context, method, endpoint, path string, q url.Va
 	u.RawQuery = q.Encode()
 
 	for attempt := 0; ; attempt++ {
-		transient, err := c.once(ctx, method, endpoint, u.String(), body, out)
+		h, transient, err := c.once(ctx, method, endpoint, u.String(), body, out)
 		if err == nil {
-			return nil
+			return h, nil
 		}
 		if !transient || attempt >= c.opts.MaxRetries {
-			return err
+			return nil, err
 		}
 		wait := c.backoff(err, attempt)
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
 			// The wait (the server's hint is on the error) outlasts this call.
-			return err
+			return nil, err
 		}
 		c.log.Debug("azure devops call failed, retrying", "endpoint", endpoint, "attempt", attempt+1, "wait", wait, "error", err)
 		t := time.NewTimer(wait)
@@ -400,7 +546,7 @@ func (c *Client) do(ctx context.Context, method, endpoint, path string, q url.Va
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("azuredevops: %s: gave up waiting to retry (%w) after: %w", endpoint, ctx.Err(), err)
+			return nil, fmt.Errorf("azuredevops: %s: gave up waiting to retry (%w) after: %w", endpoint, ctx.Err(), err)
 		}
 	}
 }
@@ -416,12 +562,12 @@ func (c *Client) backoff(err error, attempt int) time.Duration {
 	return d/2 + mrand.N(d/2+1)
 }
 
-// once makes one HTTP exchange. transient reports whether the failure may
+// once makes one HTTP exchange and returns the answer's headers. transient reports whether the failure may
 // pass: a retryable status, or a network error while the deadline holds.
-func (c *Client) once(ctx context.Context, method, endpoint, target string, body []byte, out any) (transient bool, err error) {
+func (c *Client) once(ctx context.Context, method, endpoint, target string, body []byte, out any) (h http.Header, transient bool, err error) {
 	authz, err := c.auth.Authorization(ctx)
 	if err != nil {
-		return false, fmt.Errorf("azuredevops: %s: authorize: %w", endpoint, err)
+		return nil, false, fmt.Errorf("azuredevops: %s: authorize: %w", endpoint, err)
 	}
 	var rd io.Reader
 	if body != nil {
@@ -429,7 +575,7 @@ func (c *Client) once(ctx context.Context, method, endpoint, target string, body
 	}
 	req, err := http.NewRequestWithContext(ctx, method, target, rd)
 	if err != nil {
-		return false, fmt.Errorf("azuredevops: %s: build request: %w", endpoint, err)
+		return nil, false, fmt.Errorf("azuredevops: %s: build request: %w", endpoint, err)
 	}
 	req.Header.Set("Authorization", authz)
 	req.Header.Set("Accept", "application/json")
@@ -445,9 +591,9 @@ func (c *Client) once(ctx context.Context, method, endpoint, target string, body
 	if err != nil {
 		c.observe(endpoint, 0)
 		if ctxErr := ctx.Err(); ctxErr != nil {
-			return false, fmt.Errorf("azuredevops: %s %s: gave up waiting for the answer: %w", method, endpoint, ctxErr)
+			return nil, false, fmt.Errorf("azuredevops: %s %s: gave up waiting for the answer: %w", method, endpoint, ctxErr)
 		}
-		return true, fmt.Errorf("azuredevops: %s %s: %w", method, endpoint, err)
+		return nil, true, fmt.Errorf("azuredevops: %s %s: %w", method, endpoint, err)
 	}
 	defer resp.Body.Close()
 	c.observe(endpoint, resp.StatusCode)
@@ -460,25 +606,25 @@ func (c *Client) once(ctx context.Context, method, endpoint, target string, body
 
 	if resp.StatusCode < 200 || resp.StatusCode > 299 || resp.StatusCode == http.StatusNonAuthoritativeInfo {
 		ae := c.apiError(endpoint, resp, authz)
-		return ae.Retryable(), ae
+		return nil, ae.Retryable(), ae
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
-			return false, fmt.Errorf("azuredevops: %s %s: answer cut by the call's deadline: %w", method, endpoint, ctxErr)
+			return nil, false, fmt.Errorf("azuredevops: %s %s: answer cut by the call's deadline: %w", method, endpoint, ctxErr)
 		}
-		return true, fmt.Errorf("azuredevops: %s: read answer: %w", endpoint, err)
+		return nil, true, fmt.Errorf("azuredevops: %s: read answer: %w", endpoint, err)
 	}
 	if len(data) > maxBody {
-		return false, fmt.Errorf("azuredevops: %s: answer larger than %d MiB", endpoint, maxBody>>20)
+		return nil, false, fmt.Errorf("azuredevops: %s: answer larger than %d MiB", endpoint, maxBody>>20)
 	}
 	if out == nil || len(bytes.TrimSpace(data)) == 0 {
-		return false, nil
+		return resp.Header, false, nil
 	}
 	if err := json.Unmarshal(data, out); err != nil {
-		return false, fmt.Errorf("azuredevops: %s: decode answer: %w", endpoint, err)
+		return nil, false, fmt.Errorf("azuredevops: %s: decode answer: %w", endpoint, err)
 	}
-	return false, nil
+	return resp.Header, false, nil
 }
 
 // apiError builds the APIError for a non-2xx answer, taking care that the

@@ -32,18 +32,20 @@ const clientPoolsJSON = `{"count":1,"value":[{"createdOn":"2023-03-01T09:12:44.5
 "poolType":"automation","size":3,"isLegacy":false,"options":"none"}]}`
 
 // clientJobRequest renders one TaskAgentJobRequest as the jobrequests
-// endpoint returns it. extra is spliced in before the closing brace.
+// endpoint returns it, each id in a run (plan) of its own; the job id is the
+// one every single-job pipeline shares. extra is spliced in before the
+// closing brace.
 func clientJobRequest(id int64, queued time.Time, extra string) string {
 	return fmt.Sprintf(`{"requestId":%d,"queueTime":%q,"serviceOwner":"00025394-6065-48ca-87d9-7f5672854ef7",
 "hostId":"4a1c6f0e-1b2d-4e3f-8a9b-0c1d2e3f4a5b","scopeId":"7d5e9a10-3c2b-4f6e-9d8c-1a2b3c4d5e6f","planType":"Build",
-"planId":"b1f2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d","jobId":"12f1170f-54f2-53f3-20dd-22fc7dff55f9",
+"planId":"b1f2c3d4-e5f6-4a7b-8c9d-%012d","jobId":"12f1170f-54f2-53f3-20dd-22fc7dff55f9",
 "demands":["docker","Agent.Version -gtVersion 3.232.1"],
 "definition":{"_links":{"web":{"href":"https://dev.azure.com/contoso/web/build.aspx?pcguid=x&builduri=vstfs%%3a%%2f%%2f%%2fBuild%%2fDefinition%%2f23"},
 "self":{"href":"https://dev.azure.com/contoso/_apis/build/Definitions/23"}},"id":23,"name":"api-ci"},
 "owner":{"_links":{"web":{"href":"https://dev.azure.com/contoso/web/build.aspx"},"self":{"href":"https://dev.azure.com/contoso/_apis/build/Builds/1871"}},"id":1871,"name":"20240502.3"},
 "data":{"ParallelismTag":"Private","IsScheduledKey":"False"},"poolId":12,
 "agentSpecification":{"VMImage":""},"orchestrationId":"12f1170f-54f2-53f3-20dd-22fc7dff55f9.build.__default","matchesAllAgentsInPool":true,"priority":0%s}`,
-		id, queued.UTC().Format("2006-01-02T15:04:05.999Z"), extra)
+		id, queued.UTC().Format("2006-01-02T15:04:05.999Z"), id, extra)
 }
 
 func clientJobRequestsJSON(items ...string) string {
@@ -243,12 +245,16 @@ func TestClientJobRequests(t *testing.T) {
 	}
 }
 
-func TestClientJobRequestsAtCap(t *testing.T) {
+// TestClientJobRequestsPagesOnlyAtCap: below the cap one call is the whole
+// list; at the cap the $top form is asked too, without completedRequestCount,
+// and the second page, showing only what the first showed, ends the list
+// without a warning.
+func TestClientJobRequestsPagesOnlyAtCap(t *testing.T) {
 	base := time.Date(2024, 5, 2, 10, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
-		n         int
-		truncated bool
-	}{{JobRequestsCap - 1, false}, {JobRequestsCap, true}} {
+		n     int
+		pages int
+	}{{JobRequestsCap - 1, 0}, {JobRequestsCap, 2}} {
 		t.Run(fmt.Sprint(tc.n), func(t *testing.T) {
 			items := make([]string, tc.n)
 			// Newest first, as a server might order them: the client must
@@ -256,7 +262,16 @@ func TestClientJobRequestsAtCap(t *testing.T) {
 			for i := range items {
 				items[i] = clientJobRequest(int64(5000+i), base.Add(-time.Duration(i)*time.Second), "")
 			}
+			var paged atomic.Int32
 			f := clientNew(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				q := r.URL.Query()
+				if q.Has("$top") {
+					paged.Add(1)
+					if q.Has("completedRequestCount") || q.Get("$top") != "200" {
+						t.Errorf("paged query = %v", q)
+					}
+					w.Header().Set("X-Ms-Continuationtoken", "2024-05-02T10:00:00Z|5199|")
+				}
 				clientJSON(w, 200, clientJobRequestsJSON(items...))
 			}), Options{})
 			reqs, err := f.c.JobRequests(t.Context(), 12)
@@ -266,14 +281,98 @@ func TestClientJobRequestsAtCap(t *testing.T) {
 			if len(reqs) != tc.n || reqs[0].RequestID != int64(5000+tc.n-1) {
 				t.Fatalf("got %d requests, first %d", len(reqs), reqs[0].RequestID)
 			}
-			obs := strings.Join(f.obs.snapshot(), ",")
-			if got := strings.Contains(obs, EndpointJobRequestsTruncated); got != tc.truncated {
-				t.Errorf("observed %q, truncated=%v want %v", obs, got, tc.truncated)
+			if got := int(paged.Load()); got != tc.pages {
+				t.Errorf("%d pages asked, want %d", got, tc.pages)
 			}
-			if got := strings.Contains(f.logs.String(), "level=WARN"); got != tc.truncated {
-				t.Errorf("warning logged=%v want %v: %s", got, tc.truncated, f.logs)
+			if strings.Contains(f.logs.String(), "level=WARN") {
+				t.Errorf("unexpected warning: %s", f.logs)
 			}
 		})
+	}
+}
+
+// TestClientJobRequestsLongTokenCut: a continuation token beyond the bound
+// is never sent back; the list so far is returned and the cut reported.
+func TestClientJobRequestsLongTokenCut(t *testing.T) {
+	base := time.Date(2024, 5, 2, 10, 0, 0, 0, time.UTC)
+	items := make([]string, JobRequestsCap)
+	for i := range items {
+		items[i] = clientJobRequest(int64(5000+i), base, "")
+	}
+	var pages atomic.Int32
+	f := clientNew(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !r.URL.Query().Has("$top") {
+			clientJSON(w, 200, clientJobRequestsJSON(items...))
+			return
+		}
+		n := pages.Add(1)
+		w.Header().Set("X-Ms-Continuationtoken", strings.Repeat("7", maxContinuationToken+1))
+		clientJSON(w, 200, clientJobRequestsJSON(clientJobRequest(int64(9000+n), base, "")))
+	}), Options{})
+	var observed []string
+	f.c.opts.ObserveJobRequestPages = func(poolID, pages int, truncated bool) {
+		observed = append(observed, fmt.Sprint(poolID, pages, truncated))
+	}
+	reqs, err := f.c.JobRequests(t.Context(), 12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reqs) != JobRequestsCap+1 || pages.Load() != 1 {
+		t.Errorf("%d requests after %d pages, want %d after 1", len(reqs), pages.Load(), JobRequestsCap+1)
+	}
+	if fmt.Sprint(observed) != "[12 1 true]" {
+		t.Errorf("observed %v, want pool 12, 1 page, truncated", observed)
+	}
+	if logs := f.logs.String(); !strings.Contains(logs, "level=WARN") || !strings.Contains(logs, "error=") {
+		t.Errorf("no warning with an error key: %s", logs)
+	}
+}
+
+// TestClientJobRequestsDeadlineCuts: when the list's deadline passes while a
+// page is read, the requests already seen are served and the cut reported.
+func TestClientJobRequestsDeadlineCuts(t *testing.T) {
+	base := time.Date(2024, 5, 2, 10, 0, 0, 0, time.UTC)
+	items := make([]string, JobRequestsCap)
+	for i := range items {
+		items[i] = clientJobRequest(int64(5000+i), base, "")
+	}
+	f := clientNew(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Has("$top") {
+			<-r.Context().Done() // a page that never comes
+			return
+		}
+		clientJSON(w, 200, clientJobRequestsJSON(items...))
+	}), Options{JobRequestsTimeout: 200 * time.Millisecond})
+	var observed []string
+	f.c.opts.ObserveJobRequestPages = func(poolID, pages int, truncated bool) {
+		observed = append(observed, fmt.Sprint(poolID, pages, truncated))
+	}
+	reqs, err := f.c.JobRequests(t.Context(), 12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reqs) != JobRequestsCap || fmt.Sprint(observed) != "[12 0 true]" {
+		t.Errorf("%d requests, observed %v; want the first %d, 0 pages, truncated", len(reqs), observed, JobRequestsCap)
+	}
+	if logs := f.logs.String(); !strings.Contains(logs, "level=WARN") || !strings.Contains(logs, "out of time reading page 1") {
+		t.Errorf("no warning naming the deadline: %s", logs)
+	}
+}
+
+func TestLatestPerJob(t *testing.T) {
+	reqs := []JobRequest{
+		{RequestID: 1, PlanID: "p1", JobID: "j"},
+		{RequestID: 3, PlanID: "p1", JobID: "j"}, // a retry of request 1
+		{RequestID: 2, PlanID: "p2", JobID: "j"}, // same job id, another run
+		{RequestID: 4},
+		{RequestID: 5},
+	}
+	var ids []int64
+	for _, r := range latestPerJob(reqs) {
+		ids = append(ids, r.RequestID)
+	}
+	if fmt.Sprint(ids) != "[3 2 4 5]" {
+		t.Errorf("kept %v, want [3 2 4 5]", ids)
 	}
 }
 
