@@ -19,6 +19,12 @@
 // A route whose handler is not configured (nil Metrics, nil Reconciler) is
 // not served, so it answers 404 rather than pretending.
 //
+// /reconcile is the Functions host's alone: it carries no credential, costs
+// Azure DevOps calls and reports pool names and errors, so it is wired only
+// under the host (see UnderHost) and answers only loopback peers, the host
+// being the one peer there. Anyone else gets the same 404 as an unknown
+// path, and nothing is logged beyond the debug request line.
+//
 // The webhook function is anonymous in function.json because the hook
 // handler authenticates Azure DevOps itself; the metrics function takes a
 // function key (Prometheus sends it with `params: {code: [...]}` or an
@@ -57,6 +63,8 @@ type Options struct {
 	// Metrics serves the Prometheus exposition; nil leaves /api/metrics unserved.
 	Metrics http.Handler
 	// Reconciler runs the timer invocation; nil leaves /reconcile unserved.
+	// Set it only under the Functions host: a standalone serve runs its
+	// timer in-process and must not let callers trigger passes.
 	Reconciler Reconciler
 	// Logger receives request logs (debug) and recovered panics (error).
 	Logger *slog.Logger

@@ -87,9 +87,12 @@ func newTestHandler(t *testing.T, hook http.Handler, r Reconciler) http.Handler 
 	})
 }
 
+// do serves one request from a loopback peer, where the Functions host
+// posts from.
 func do(t *testing.T, h http.Handler, method, path, body string) *httptest.ResponseRecorder {
 	t.Helper()
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	req.RemoteAddr = "127.0.0.1:40000"
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	return rec
@@ -170,6 +173,35 @@ func TestUnconfiguredRoutesAreNotServed(t *testing.T) {
 	}
 	if rec := do(t, h, "GET", "/api/healthz", ""); rec.Code != http.StatusOK {
 		t.Errorf("healthz = %d, want 200", rec.Code)
+	}
+}
+
+// TestReconcileOnlyForLoopbackPeers: /reconcile is the Functions host's,
+// which posts from loopback; any other peer gets the 404 of an unknown path,
+// runs nothing and learns no pool name.
+func TestReconcileOnlyForLoopbackPeers(t *testing.T) {
+	r := &fakeReconciler{pools: []string{"linux"}}
+	h := NewHandler(Options{Reconciler: r})
+	for _, peer := range []string{"192.0.2.1:1234", "[2001:db8::1]:1234", "10.0.0.7:80", "not an address"} {
+		req := httptest.NewRequest("POST", "/reconcile", strings.NewReader(timerInvocation))
+		req.RemoteAddr = peer
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusNotFound || strings.Contains(rec.Body.String(), "linux") {
+			t.Errorf("peer %s: %d %q, want a plain 404", peer, rec.Code, rec.Body.String())
+		}
+	}
+	if n := r.Calls(); n != 0 {
+		t.Errorf("RunAll ran %d times for peers that are not the host", n)
+	}
+	for _, peer := range []string{"127.0.0.1:1234", "[::1]:1234", "[::ffff:127.0.0.1]:1234"} {
+		req := httptest.NewRequest("POST", "/reconcile", strings.NewReader(timerInvocation))
+		req.RemoteAddr = peer
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			t.Errorf("loopback peer %s: %d, want 200", peer, rec.Code)
+		}
 	}
 }
 

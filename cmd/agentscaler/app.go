@@ -295,10 +295,16 @@ func (a *app) handler() http.Handler {
 		Observe: func(event, outcome string) { a.metrics.WebhookRequest("azuredevops", event, outcome) },
 		Logger:  a.log,
 	}
+	// /reconcile is the Functions host's timer; elsewhere the timer runs in
+	// process, and an open route would let anyone spend Azure DevOps calls.
+	var timer functions.Reconciler
+	if functions.UnderHost(a.getenv) {
+		timer = a.scaler
+	}
 	return functions.NewHandler(functions.Options{
 		Hooks:      map[string]http.Handler{"azuredevops": hooks},
 		Metrics:    a.metrics.Handler(),
-		Reconciler: a.scaler,
+		Reconciler: timer,
 		Logger:     a.log,
 	})
 }

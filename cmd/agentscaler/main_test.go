@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -230,6 +231,67 @@ func TestServeAnswers(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+}
+
+// TestAnonymousReconcileFloodCostsNothing: a standalone serve runs its timer
+// in process, so POST /reconcile is not served there: 2,000 anonymous posts
+// through the real server get a 404 that names no pool, and cause no
+// reconcile, no Azure DevOps call and no log line at info or above.
+func TestAnonymousReconcileFloodCostsNothing(t *testing.T) {
+	emu := startEmulator(t, adoemu.Options{})
+	s := startServe(t, emu)
+	const reconciled = `agentscaler_reconciles_total{outcome="ok",pool="linux"}`
+	metricsNow := func() string {
+		resp, err := http.Get(s.url + "/api/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	// The start-up pass, counted once it has ended.
+	eventually(t, "the start-up reconcile", func() bool { return metricValue(metricsNow(), reconciled) == "1" })
+	callsBefore, logsBefore := emu.Calls(), loggedAboveDebug(s.logs.String())
+
+	const flood = 2000
+	client := &http.Client{Timeout: 30 * time.Second}
+	statuses := map[int]int{}
+	for range flood {
+		resp, err := client.Post(s.url+"/reconcile", "application/json", strings.NewReader(`{"Data":{},"Metadata":{}}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		statuses[resp.StatusCode]++
+		if strings.Contains(string(b), "linux") {
+			t.Fatalf("the answer names a pool: %q", b)
+		}
+	}
+	if statuses[http.StatusNotFound] != flood {
+		t.Errorf("statuses %v, want %d × 404", statuses, flood)
+	}
+	if v := metricValue(metricsNow(), reconciled); v != "1" {
+		t.Errorf("%s = %s after the flood, want only the start-up pass", reconciled, v)
+	}
+	if calls := emu.Calls(); !maps.Equal(calls, callsBefore) {
+		t.Errorf("Azure DevOps calls %v after the flood, %v before", calls, callsBefore)
+	}
+	if lines := loggedAboveDebug(s.logs.String()); len(lines) != len(logsBefore) {
+		t.Errorf("the flood logged %d lines at info or above:\n%s", len(lines)-len(logsBefore), strings.Join(lines[len(logsBefore):], "\n"))
+	}
+}
+
+// loggedAboveDebug returns the text log lines at info level or above.
+func loggedAboveDebug(logs string) []string {
+	var out []string
+	for line := range strings.Lines(logs) {
+		if !strings.Contains(line, "level=DEBUG") {
+			out = append(out, strings.TrimSpace(line))
+		}
+	}
+	return out
 }
 
 // TestReconcileDryRunJSON: the dry run prints exactly the creates and
