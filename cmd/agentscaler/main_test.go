@@ -178,12 +178,13 @@ func TestLoop(t *testing.T) {
 func TestServeAnswers(t *testing.T) {
 	emu := startEmulator(t, adoemu.Options{})
 	s := startServe(t, emu)
-	hook := func(body string) string {
+	hookFrom := func(id, org string) string {
 		return fmt.Sprintf(`{"subscriptionId":"00000000-0000-0000-0000-000000000001","notificationId":1,"id":%q,
 "eventType":"ms.vss-pipelines.job-state-changed-event","publisherId":"pipelines",
 "resource":{"job":{"id":"1b2c3d4e-0000-0000-0000-000000000000","name":"Build","state":"waiting"}},
-"resourceVersion":"5.1-preview.1","resourceContainers":{"account":{"id":"a","baseUrl":%q}},"createdDate":"2026-11-23T09:00:00.000Z"}`, body, emu.OrgURL()+"/")
+"resourceVersion":"5.1-preview.1","resourceContainers":{"account":{"id":"a","baseUrl":%q}},"createdDate":"2026-11-23T09:00:00.000Z"}`, id, org)
 	}
+	hook := func(id string) string { return hookFrom(id, emu.OrgURL()+"/") }
 	post := func(body string, auth bool) int {
 		req, _ := http.NewRequest(http.MethodPost, s.url+"/api/webhook/azuredevops", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json; charset=utf-8")
@@ -210,6 +211,8 @@ func TestServeAnswers(t *testing.T) {
 		{"unrelated event", `{"id":"e0","eventType":"git.push","resource":{}}`, true, http.StatusAccepted},
 		{"job waiting", hook("e2"), true, http.StatusOK},
 		{"repeat", hook("e2"), true, http.StatusOK},
+		{"same organization, other case", hookFrom("e3", strings.ToUpper(emu.OrgURL())), true, http.StatusOK},
+		{"another organization", hookFrom("e4", "https://dev.azure.com/fabrikam/"), true, http.StatusAccepted},
 	}
 	for _, tc := range tests {
 		if got := post(tc.body, tc.auth); got != tc.want {
@@ -223,7 +226,8 @@ func TestServeAnswers(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, want := range []string{
-		`agentscaler_webhook_requests_total{event="job_state_changed",outcome="accepted",source="azuredevops"} 1`,
+		`agentscaler_webhook_requests_total{event="job_state_changed",outcome="accepted",source="azuredevops"} 2`,
+		`agentscaler_webhook_requests_total{event="job_state_changed",outcome="other_organization",source="azuredevops"} 1`,
 		`agentscaler_webhook_requests_total{event="job_state_changed",outcome="duplicate",source="azuredevops"} 1`,
 		`outcome="unauthorized"`,
 	} {

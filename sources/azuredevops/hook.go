@@ -53,8 +53,9 @@ type Event struct {
 	RunID          int
 	PipelineID     int
 	PipelineName   string
-	// OrgURL is the organization's base URL without a trailing slash,
-	// https://dev.azure.com/contoso.
+	// OrgURL is the organization's or collection's base URL without a
+	// trailing slash, https://dev.azure.com/contoso, in whichever form the
+	// hook gives it (compare with SameOrganization).
 	OrgURL    string
 	ProjectID string
 }
@@ -149,7 +150,9 @@ func ParseEvent(body []byte) (Event, error) {
 		e.State, e.Result = job.State, job.Result
 	}
 	rc := env.ResourceContainers
-	e.OrgURL = strings.TrimRight(firstNonEmpty(rc.Account.BaseURL, rc.Collection.BaseURL), "/")
+	// On Azure DevOps Server the account is the server and the collection is
+	// what the configuration names; on Services both are the organization.
+	e.OrgURL = strings.TrimRight(firstNonEmpty(rc.Collection.BaseURL, rc.Account.BaseURL), "/")
 	e.ProjectID = firstNonEmpty(rc.Project.ID, res.ProjectID)
 	return e, nil
 }
@@ -252,7 +255,8 @@ func (d *Dedup) Remember(id string, now time.Time) {
 //
 // Answers: 405 for anything but POST; 401 with a basic challenge on bad
 // credentials; 413 over 1 MiB; 400 for a body that does not parse; 202 for
-// other event types; 200 for a redelivered id; 200 once Accept succeeded;
+// other event types and for events from another organization; 200 for a
+// redelivered id; 200 once Accept succeeded;
 // 503 with Retry-After when it failed, so Azure DevOps retries.
 type HookHandler struct {
 	// Auth checks the shared secret. Nil rejects every request: the
@@ -260,11 +264,17 @@ type HookHandler struct {
 	Auth Authenticator
 	// Dedup drops redeliveries; nil disables it.
 	Dedup *Dedup
+	// Organization, when set, is the organization or collection URL served:
+	// a job or run event whose resourceContainers name another one (in any
+	// URL form, see Organization) is answered 202 and never reaches Accept.
+	// An event that names none is taken.
+	Organization string
 	// Accept takes a job or run state event. Required.
 	Accept func(ctx context.Context, e Event) error
 	// Observe, when set, counts each hook: event is job_state_changed,
 	// run_state_changed or other; outcome is accepted, duplicate, ignored,
-	// unauthorized, too_large, bad_request, method_not_allowed or error.
+	// other_organization, unauthorized, too_large, bad_request,
+	// method_not_allowed or error.
 	Observe func(event, outcome string)
 	// Logger receives a debug line per hook (id, type, state, outcome,
 	// never headers); nil discards.
@@ -310,6 +320,12 @@ func (h *HookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	label := eventLabel(e.Type)
 	if label == eventLabelOther {
 		h.reply(w, log, http.StatusAccepted, label, "ignored", "ignored: not a job or run state event")
+		return
+	}
+	if h.Organization != "" && e.OrgURL != "" && !SameOrganization(e.OrgURL, h.Organization) {
+		// Worth a warning: the subscription posts to the wrong service.
+		log.Warn("service hook from another organization ignored", "organization", e.OrgURL)
+		h.reply(w, log, http.StatusAccepted, label, "other_organization", "ignored: from another organization than the one served")
 		return
 	}
 	if h.Dedup != nil && h.Dedup.Seen(e.ID, h.now()) {

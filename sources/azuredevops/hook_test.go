@@ -288,6 +288,47 @@ func TestHookHandlerStatuses(t *testing.T) {
 	}
 }
 
+// TestHookHandlerOrganization: a hook from the organization served is taken
+// whichever URL form either side uses; one from another organization is
+// answered 202 with the reason, counted, and never accepted.
+func TestHookHandlerOrganization(t *testing.T) {
+	rec := &hookRecorder{}
+	h := &HookHandler{
+		Auth:         BasicAuth(hookUser, hookPassword),
+		Organization: "https://contoso.visualstudio.com",
+		Accept:       rec.accept,
+		Observe:      rec.observe,
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	good := hookBasic(hookUser, hookPassword)
+	waiting := hookFixture(t, "job_waiting.json") // resourceContainers: https://dev.azure.com/contoso/
+
+	resp, body := hookPost(t, srv.URL, waiting, good)
+	if resp.StatusCode != http.StatusOK || body != "accepted\n" {
+		t.Errorf("same organization, other URL form: %d %q, want 200 accepted", resp.StatusCode, body)
+	}
+	other := bytes.ReplaceAll(waiting, []byte("https://dev.azure.com/contoso/"), []byte("https://dev.azure.com/fabrikam/"))
+	resp, body = hookPost(t, srv.URL, other, good)
+	if resp.StatusCode != http.StatusAccepted || !strings.Contains(body, "another organization") {
+		t.Errorf("another organization: %d %q, want 202 with the reason", resp.StatusCode, body)
+	}
+	server := bytes.ReplaceAll(waiting, []byte("https://dev.azure.com/contoso/"), []byte("https://server/tfs/DefaultCollection/"))
+	resp, _ = hookPost(t, srv.URL, server, good)
+	if resp.StatusCode != http.StatusAccepted {
+		t.Errorf("a server collection: %d, want 202", resp.StatusCode)
+	}
+
+	accepted, observed := rec.snapshot()
+	if len(accepted) != 1 || accepted[0].OrgURL != "https://dev.azure.com/contoso" {
+		t.Errorf("accepted %+v, want only the hook from contoso", accepted)
+	}
+	want := "job_state_changed/accepted job_state_changed/other_organization job_state_changed/other_organization"
+	if got := strings.Join(observed, " "); got != want {
+		t.Errorf("observed %s, want %s", got, want)
+	}
+}
+
 func TestHookHandlerAcceptFailureIsRetried(t *testing.T) {
 	env := hookServer(t, BasicAuth(hookUser, hookPassword))
 	good := hookBasic(hookUser, hookPassword)
