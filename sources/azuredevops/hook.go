@@ -33,6 +33,14 @@ const (
 // maxHookBody bounds a service hook body. Real pipeline events are a few KiB.
 const maxHookBody = 1 << 20
 
+// maxEventID bounds a service hook's id. Azure DevOps sends a GUID (36
+// bytes); anything far longer is not a real notification.
+const maxEventID = 128
+
+// maxLoggedText bounds hook text in a log line or an error: room for a
+// GUID, an event type or an organization URL, never a megabyte.
+const maxLoggedText = 100
+
 // acceptTimeout bounds Accept, which should only enqueue: if it is stuck, a
 // 503 lets Azure DevOps retry rather than hold its connection open.
 const acceptTimeout = 5 * time.Second
@@ -117,9 +125,11 @@ func ParseEvent(body []byte) (Event, error) {
 	case h.ID == "" && h.EventType == "":
 		return Event{}, errors.New("service hook: no id and no eventType")
 	case h.ID == "":
-		return Event{}, fmt.Errorf("service hook %s: no id", h.EventType)
+		return Event{}, fmt.Errorf("service hook %s: no id", clip(h.EventType))
 	case h.EventType == "":
-		return Event{}, fmt.Errorf("service hook %s: no eventType", h.ID)
+		return Event{}, fmt.Errorf("service hook %s: no eventType", clip(h.ID))
+	case len(h.ID) > maxEventID:
+		return Event{}, fmt.Errorf("service hook %s: id of %d bytes, over %d: not an Azure DevOps notification id", clip(h.ID), len(h.ID), maxEventID)
 	}
 	e := Event{ID: h.ID, Type: h.EventType}
 	if e.Type != EventJobStateChanged && e.Type != EventRunStateChanged {
@@ -128,7 +138,7 @@ func ParseEvent(body []byte) (Event, error) {
 
 	var env hookEnvelope
 	if err := json.Unmarshal(body, &env); err != nil {
-		return Event{}, fmt.Errorf("service hook %s (%s): %w", e.ID, e.Type, err)
+		return Event{}, fmt.Errorf("service hook %s (%s): %w", e.ID, clip(e.Type), err)
 	}
 	e.NotificationID = env.NotificationID
 	e.CreatedDate = env.CreatedDate
@@ -155,6 +165,16 @@ func ParseEvent(body []byte) (Event, error) {
 	e.OrgURL = strings.TrimRight(firstNonEmpty(rc.Collection.BaseURL, rc.Account.BaseURL), "/")
 	e.ProjectID = firstNonEmpty(rc.Project.ID, res.ProjectID)
 	return e, nil
+}
+
+// clip bounds text that came with a hook before it reaches a log line or an
+// error: cut to maxLoggedText bytes on a rune boundary, with the full
+// length said, so a caller cannot bloat the logs.
+func clip(s string) string {
+	if len(s) <= maxLoggedText {
+		return s
+	}
+	return fmt.Sprintf("%s…(%d bytes)", strings.ToValidUTF8(s[:maxLoggedText], ""), len(s))
 }
 
 func firstNonEmpty(s ...string) string {
@@ -200,43 +220,51 @@ func HeaderAuth(name, value string) Authenticator {
 // notification whose answer it did not get. It keeps at most size ids, each
 // for ttl, and forgets the least recently remembered first. It is safe for
 // concurrent use.
+//
+// An id is kept as its SHA-256, never as sent, so every entry has the same
+// small size (about 200 bytes with its list and map overhead) whatever the
+// caller posted: size bounds the memory, at about 2 MB for 10,000 ids.
 type Dedup struct {
 	mu    sync.Mutex
 	size  int
 	ttl   time.Duration
-	order *lru.List               // of *dedupEntry, most recently remembered first
-	byID  map[string]*lru.Element // id -> element in order
+	order *lru.List                 // of *dedupEntry, most recently remembered first
+	byID  map[dedupKey]*lru.Element // key -> element in order
 }
 
+type dedupKey [sha256.Size]byte
+
 type dedupEntry struct {
-	id string
-	at time.Time
+	key dedupKey
+	at  time.Time
 }
 
 // NewDedup returns a Dedup holding up to size ids (at least one) for ttl each.
 func NewDedup(size int, ttl time.Duration) *Dedup {
-	return &Dedup{size: max(size, 1), ttl: ttl, order: lru.New(), byID: make(map[string]*lru.Element)}
+	return &Dedup{size: max(size, 1), ttl: ttl, order: lru.New(), byID: make(map[dedupKey]*lru.Element)}
 }
 
 // Seen reports whether id was remembered less than ttl before now. It
 // records nothing.
 func (d *Dedup) Seen(id string, now time.Time) bool {
+	key := sha256.Sum256([]byte(id))
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	el, ok := d.byID[id]
+	el, ok := d.byID[key]
 	return ok && now.Sub(el.Value.(*dedupEntry).at) < d.ttl
 }
 
 // Remember records id as handled at now, then drops expired ids and the
 // least recently remembered beyond the size bound.
 func (d *Dedup) Remember(id string, now time.Time) {
+	key := sha256.Sum256([]byte(id))
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if el, ok := d.byID[id]; ok {
+	if el, ok := d.byID[key]; ok {
 		el.Value.(*dedupEntry).at = now
 		d.order.MoveToFront(el)
 	} else {
-		d.byID[id] = d.order.PushFront(&dedupEntry{id: id, at: now})
+		d.byID[key] = d.order.PushFront(&dedupEntry{key: key, at: now})
 	}
 	for el := d.order.Back(); el != nil; el = d.order.Back() {
 		e := el.Value.(*dedupEntry)
@@ -244,7 +272,7 @@ func (d *Dedup) Remember(id string, now time.Time) {
 			break
 		}
 		d.order.Remove(el)
-		delete(d.byID, e.id)
+		delete(d.byID, e.key)
 	}
 }
 
@@ -316,7 +344,7 @@ func (h *HookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	log = log.With("id", e.ID, "type", e.Type, "state", e.State)
+	log = log.With("id", clip(e.ID), "type", clip(e.Type), "state", clip(e.State))
 	label := eventLabel(e.Type)
 	if label == eventLabelOther {
 		h.reply(w, log, http.StatusAccepted, label, "ignored", "ignored: not a job or run state event")
@@ -324,7 +352,7 @@ func (h *HookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if h.Organization != "" && e.OrgURL != "" && !SameOrganization(e.OrgURL, h.Organization) {
 		// Worth a warning: the subscription posts to the wrong service.
-		log.Warn("service hook from another organization ignored", "organization", e.OrgURL)
+		log.Warn("service hook from another organization ignored", "organization", clip(e.OrgURL))
 		h.reply(w, log, http.StatusAccepted, label, "other_organization", "ignored: from another organization than the one served")
 		return
 	}
@@ -335,7 +363,7 @@ func (h *HookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), acceptTimeout)
 	defer cancel()
 	if err := h.Accept(ctx, e); err != nil {
-		log.Warn("service hook not accepted; asking Azure DevOps to retry", "err", err)
+		log.Warn("service hook not accepted; asking Azure DevOps to retry", "error", err)
 		w.Header().Set("Retry-After", retryAfterSeconds)
 		h.reply(w, log, http.StatusServiceUnavailable, label, "error", "not accepted, retry later")
 		return
