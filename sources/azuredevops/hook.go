@@ -119,7 +119,7 @@ type hookContainer struct {
 func ParseEvent(body []byte) (Event, error) {
 	var h hookHeader
 	if err := json.Unmarshal(body, &h); err != nil {
-		return Event{}, fmt.Errorf("service hook: %w", err)
+		return Event{}, fmt.Errorf("service hook: %w", jsonProblem(err))
 	}
 	switch {
 	case h.ID == "" && h.EventType == "":
@@ -138,7 +138,7 @@ func ParseEvent(body []byte) (Event, error) {
 
 	var env hookEnvelope
 	if err := json.Unmarshal(body, &env); err != nil {
-		return Event{}, fmt.Errorf("service hook %s (%s): %w", e.ID, clip(e.Type), err)
+		return Event{}, fmt.Errorf("service hook %s (%s): %w", e.ID, clip(e.Type), jsonProblem(err))
 	}
 	e.NotificationID = env.NotificationID
 	e.CreatedDate = env.CreatedDate
@@ -165,6 +165,16 @@ func ParseEvent(body []byte) (Event, error) {
 	e.OrgURL = strings.TrimRight(firstNonEmpty(rc.Collection.BaseURL, rc.Account.BaseURL), "/")
 	e.ProjectID = firstNonEmpty(rc.Project.ID, res.ProjectID)
 	return e, nil
+}
+
+// jsonProblem says what is wrong with a body, fit for the answer: a type
+// mismatch names the field, not the Go type it was read into, and any text
+// of the body that the error quotes (a bad date) is clipped.
+func jsonProblem(err error) error {
+	if ute, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+		return fmt.Errorf("field %s: a JSON %s is not what Azure DevOps sends there", clip(ute.Field), ute.Value)
+	}
+	return errors.New(clip(err.Error()))
 }
 
 // clip bounds text that came with a hook before it reaches a log line or an
