@@ -254,8 +254,11 @@ func TestAnonymousReconcileFloodCostsNothing(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return string(b)
 	}
-	// The start-up pass, counted once it has ended.
-	eventually(t, "the start-up reconcile", func() bool { return metricValue(metricsNow(), reconciled) == "1" })
+	// The start-up pass, once it has ended: its summary is the last line it logs.
+	eventually(t, "the start-up reconcile", func() bool { return strings.Contains(s.logs.String(), "msg=reconciled") })
+	if v := metricValue(metricsNow(), reconciled); v != "1" {
+		t.Fatalf("%s = %q after the start-up pass, want 1", reconciled, v)
+	}
 	callsBefore, logsBefore := emu.Calls(), loggedAboveDebug(s.logs.String())
 
 	const flood = 2000
