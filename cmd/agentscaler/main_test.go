@@ -174,17 +174,20 @@ func TestLoop(t *testing.T) {
 	}
 }
 
+// waitingHook is a job-state-changed service hook for a waiting job, with
+// this id, from this organization.
+func waitingHook(id, org string) string {
+	return fmt.Sprintf(`{"subscriptionId":"00000000-0000-0000-0000-000000000001","notificationId":1,"id":%q,
+"eventType":"ms.vss-pipelines.job-state-changed-event","publisherId":"pipelines",
+"resource":{"job":{"id":"1b2c3d4e-0000-0000-0000-000000000000","name":"Build","state":"waiting"}},
+"resourceVersion":"5.1-preview.1","resourceContainers":{"account":{"id":"a","baseUrl":%q}},"createdDate":"2026-11-23T09:00:00.000Z"}`, id, org)
+}
+
 // TestServeAnswers checks the webhook's statuses through the real server.
 func TestServeAnswers(t *testing.T) {
 	emu := startEmulator(t, adoemu.Options{})
 	s := startServe(t, emu)
-	hookFrom := func(id, org string) string {
-		return fmt.Sprintf(`{"subscriptionId":"00000000-0000-0000-0000-000000000001","notificationId":1,"id":%q,
-"eventType":"ms.vss-pipelines.job-state-changed-event","publisherId":"pipelines",
-"resource":{"job":{"id":"1b2c3d4e-0000-0000-0000-000000000000","name":"Build","state":"waiting"}},
-"resourceVersion":"5.1-preview.1","resourceContainers":{"account":{"id":"a","baseUrl":%q}},"createdDate":"2026-11-23T09:00:00.000Z"}`, id, org)
-	}
-	hook := func(id string) string { return hookFrom(id, emu.OrgURL()+"/") }
+	hook := func(id string) string { return waitingHook(id, emu.OrgURL()+"/") }
 	post := func(body string, auth bool) int {
 		req, _ := http.NewRequest(http.MethodPost, s.url+"/api/webhook/azuredevops", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json; charset=utf-8")
@@ -211,8 +214,8 @@ func TestServeAnswers(t *testing.T) {
 		{"unrelated event", `{"id":"e0","eventType":"git.push","resource":{}}`, true, http.StatusAccepted},
 		{"job waiting", hook("e2"), true, http.StatusOK},
 		{"repeat", hook("e2"), true, http.StatusOK},
-		{"same organization, other case", hookFrom("e3", strings.ToUpper(emu.OrgURL())), true, http.StatusOK},
-		{"another organization", hookFrom("e4", "https://dev.azure.com/fabrikam/"), true, http.StatusAccepted},
+		{"same organization, other case", waitingHook("e3", strings.ToUpper(emu.OrgURL())), true, http.StatusOK},
+		{"another organization", waitingHook("e4", "https://dev.azure.com/fabrikam/"), true, http.StatusAccepted},
 	}
 	for _, tc := range tests {
 		if got := post(tc.body, tc.auth); got != tc.want {
@@ -239,8 +242,9 @@ func TestServeAnswers(t *testing.T) {
 
 // TestAnonymousReconcileFloodCostsNothing: a standalone serve runs its timer
 // in process, so POST /reconcile is not served there: 2,000 anonymous posts
-// through the real server get a 404 that names no pool, and cause no
-// reconcile, no Azure DevOps call and no log line at info or above.
+// through the real server get a 404 that names no pool, and, with 2,000
+// anonymous service hooks (401) among them, cause no reconcile, no Azure
+// DevOps call and no log line at info or above.
 func TestAnonymousReconcileFloodCostsNothing(t *testing.T) {
 	emu := startEmulator(t, adoemu.Options{})
 	s := startServe(t, emu)
@@ -259,25 +263,31 @@ func TestAnonymousReconcileFloodCostsNothing(t *testing.T) {
 	if v := metricValue(metricsNow(), reconciled); v != "1" {
 		t.Fatalf("%s = %q after the start-up pass, want 1", reconciled, v)
 	}
+	hook := waitingHook("2b9e7c51-8d3f-4a6e-b1c0-7f5d4e3a2c19", emu.OrgURL()+"/") // posted below without credentials
 	callsBefore, logsBefore := emu.Calls(), loggedAboveDebug(s.logs.String())
 
 	const flood = 2000
 	client := &http.Client{Timeout: 30 * time.Second}
 	statuses := map[int]int{}
 	for range flood {
-		resp, err := client.Post(s.url+"/reconcile", "application/json", strings.NewReader(`{"Data":{},"Metadata":{}}`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		statuses[resp.StatusCode]++
-		if strings.Contains(string(b), "linux") {
-			t.Fatalf("the answer names a pool: %q", b)
+		for _, req := range []struct{ path, body string }{
+			{"/reconcile", `{"Data":{},"Metadata":{}}`},
+			{"/api/webhook/azuredevops", hook},
+		} {
+			resp, err := client.Post(s.url+req.path, "application/json", strings.NewReader(req.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			statuses[resp.StatusCode]++
+			if strings.Contains(string(b), "linux") {
+				t.Fatalf("the answer to %s names a pool: %q", req.path, b)
+			}
 		}
 	}
-	if statuses[http.StatusNotFound] != flood {
-		t.Errorf("statuses %v, want %d × 404", statuses, flood)
+	if statuses[http.StatusNotFound] != flood || statuses[http.StatusUnauthorized] != flood {
+		t.Errorf("statuses %v, want %d × 404 and %d × 401", statuses, flood, flood)
 	}
 	if v := metricValue(metricsNow(), reconciled); v != "1" {
 		t.Errorf("%s = %s after the flood, want only the start-up pass", reconciled, v)
