@@ -41,6 +41,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/agentscaler/agentscaler/internal/logsafe"
 )
 
 // DefaultReconcileTimeout bounds one /reconcile invocation. The timer fires
@@ -111,7 +113,7 @@ func webhook(hooks map[string]http.Handler) http.Handler {
 		h, ok := hooks[source]
 		if !ok {
 			http.Error(w, fmt.Sprintf("unknown webhook source %q; known sources: %s",
-				source, strings.Join(known, ", ")), http.StatusNotFound)
+				logsafe.Clip(source), strings.Join(known, ", ")), http.StatusNotFound)
 			return
 		}
 		h.ServeHTTP(w, r)
@@ -141,9 +143,9 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach Flush and deadlines underneath.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// logRequests logs method, path, status and duration at debug level. Never
-// headers, bodies or the query string: they carry webhook credentials and
-// Functions keys (?code=).
+// logRequests logs method, path (clipped: the caller chose it), status and
+// duration at debug level. Never headers, bodies or the query string: they
+// carry webhook credentials and Functions keys (?code=).
 func logRequests(log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -154,8 +156,8 @@ func logRequests(log *slog.Logger, next http.Handler) http.Handler {
 				status = http.StatusOK
 			}
 			log.LogAttrs(r.Context(), slog.LevelDebug, "http request",
-				slog.String("method", r.Method),
-				slog.String("path", r.URL.Path),
+				slog.String("method", logsafe.Clip(r.Method)),
+				slog.String("path", logsafe.Clip(r.URL.Path)),
 				slog.Int("status", status),
 				slog.Duration("duration", time.Since(start)))
 		}()
@@ -176,7 +178,7 @@ func recoverPanics(log *slog.Logger, next http.Handler) http.Handler {
 			if err, ok := v.(error); ok && errors.Is(err, http.ErrAbortHandler) {
 				panic(v) // net/http's own signal to drop the connection quietly
 			}
-			log.Error("handler panic", "method", r.Method, "path", r.URL.Path,
+			log.Error("handler panic", "method", logsafe.Clip(r.Method), "path", logsafe.Clip(r.URL.Path),
 				"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 			if sw != nil && sw.status != 0 {
 				// Headers are gone; the client sees a truncated response.

@@ -285,6 +285,31 @@ func TestRequestLogHasNoSecrets(t *testing.T) {
 	}
 }
 
+// TestRequestLogClipsThePath: the path is the caller's, and a long one is
+// cut short in the request log and in the 404 that echoes a webhook source.
+func TestRequestLogClipsThePath(t *testing.T) {
+	var logs bytes.Buffer
+	h := NewHandler(Options{
+		Hooks:  map[string]http.Handler{"azuredevops": &recordingHook{}},
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	long := strings.Repeat("a", 16<<10)
+	for _, path := range []string{"/" + long, "/api/webhook/" + long} {
+		rec := do(t, h, "POST", path, "")
+		if rec.Code != http.StatusNotFound || rec.Body.Len() > 512 {
+			t.Errorf("POST of a %d-byte path: %d with a %d-byte answer", len(path), rec.Code, rec.Body.Len())
+		}
+	}
+	if n := strings.Count(logs.String(), "status=404"); n != 2 {
+		t.Fatalf("%d request lines for two requests:\n%.500s", n, logs.String())
+	}
+	for line := range strings.Lines(logs.String()) {
+		if len(line) > 512 {
+			t.Errorf("a request log line of %d bytes", len(line))
+		}
+	}
+}
+
 // BenchmarkWebhookRoute measures what the shared surface (routing, request
 // log, panic guard) adds in front of a hook handler.
 func BenchmarkWebhookRoute(b *testing.B) {

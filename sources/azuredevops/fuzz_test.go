@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agentscaler/agentscaler/internal/logsafe"
 )
 
 // The targets here take what reaches this package from outside: service
@@ -50,13 +52,13 @@ func FuzzParseEvent(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		e, err := ParseEvent(body)
 		if err != nil {
-			if len(err.Error()) > 2*maxLoggedText+200 {
+			if len(err.Error()) > 2*logsafe.MaxLen+200 {
 				t.Errorf("an error of %d bytes: %.200s", len(err.Error()), err)
 			}
 			return
 		}
 		if e.ID == "" || e.Type == "" || len(e.ID) > maxEventID {
-			t.Errorf("parsed an event with id %q (%d bytes), type %q", clip(e.ID), len(e.ID), clip(e.Type))
+			t.Errorf("parsed an event with id %q (%d bytes), type %q", logsafe.Clip(e.ID), len(e.ID), logsafe.Clip(e.Type))
 		}
 		// Every field is cut from the body: nothing grows beyond it.
 		for _, s := range []string{e.ID, e.Type, e.State, e.Result, e.JobID, e.JobName, e.PipelineName, e.OrgURL, e.ProjectID} {
@@ -87,7 +89,7 @@ func FuzzHookHandler(f *testing.F) {
 			default:
 				t.Fatalf("status %d", rec.Code)
 			}
-			if rec.Body.Len() > 2*maxLoggedText+200 {
+			if rec.Body.Len() > 2*logsafe.MaxLen+200 {
 				t.Errorf("an answer of %d bytes: %.200s", rec.Body.Len(), rec.Body.String())
 			}
 		}

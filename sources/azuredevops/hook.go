@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/agentscaler/agentscaler/internal/logsafe"
 )
 
 // Service hook event types the autoscaler acts on.
@@ -36,10 +38,6 @@ const maxHookBody = 1 << 20
 // maxEventID bounds a service hook's id. Azure DevOps sends a GUID (36
 // bytes); anything far longer is not a real notification.
 const maxEventID = 128
-
-// maxLoggedText bounds hook text in a log line or an error: room for a
-// GUID, an event type or an organization URL, never a megabyte.
-const maxLoggedText = 100
 
 // acceptTimeout bounds Accept, which should only enqueue: if it is stuck, a
 // 503 lets Azure DevOps retry rather than hold its connection open.
@@ -125,11 +123,11 @@ func ParseEvent(body []byte) (Event, error) {
 	case h.ID == "" && h.EventType == "":
 		return Event{}, errors.New("service hook: no id and no eventType")
 	case h.ID == "":
-		return Event{}, fmt.Errorf("service hook %s: no id", clip(h.EventType))
+		return Event{}, fmt.Errorf("service hook %s: no id", logsafe.Clip(h.EventType))
 	case h.EventType == "":
-		return Event{}, fmt.Errorf("service hook %s: no eventType", clip(h.ID))
+		return Event{}, fmt.Errorf("service hook %s: no eventType", logsafe.Clip(h.ID))
 	case len(h.ID) > maxEventID:
-		return Event{}, fmt.Errorf("service hook %s: id of %d bytes, over %d: not an Azure DevOps notification id", clip(h.ID), len(h.ID), maxEventID)
+		return Event{}, fmt.Errorf("service hook %s: id of %d bytes, over %d: not an Azure DevOps notification id", logsafe.Clip(h.ID), len(h.ID), maxEventID)
 	}
 	e := Event{ID: h.ID, Type: h.EventType}
 	if e.Type != EventJobStateChanged && e.Type != EventRunStateChanged {
@@ -138,7 +136,7 @@ func ParseEvent(body []byte) (Event, error) {
 
 	var env hookEnvelope
 	if err := json.Unmarshal(body, &env); err != nil {
-		return Event{}, fmt.Errorf("service hook %s (%s): %w", e.ID, clip(e.Type), jsonProblem(err))
+		return Event{}, fmt.Errorf("service hook %s (%s): %w", e.ID, logsafe.Clip(e.Type), jsonProblem(err))
 	}
 	e.NotificationID = env.NotificationID
 	e.CreatedDate = env.CreatedDate
@@ -172,19 +170,9 @@ func ParseEvent(body []byte) (Event, error) {
 // of the body that the error quotes (a bad date) is clipped.
 func jsonProblem(err error) error {
 	if ute, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
-		return fmt.Errorf("field %s: a JSON %s is not what Azure DevOps sends there", clip(ute.Field), ute.Value)
+		return fmt.Errorf("field %s: a JSON %s is not what Azure DevOps sends there", logsafe.Clip(ute.Field), ute.Value)
 	}
-	return errors.New(clip(err.Error()))
-}
-
-// clip bounds text that came with a hook before it reaches a log line or an
-// error: cut to maxLoggedText bytes on a rune boundary, with the full
-// length said, so a caller cannot bloat the logs.
-func clip(s string) string {
-	if len(s) <= maxLoggedText {
-		return s
-	}
-	return fmt.Sprintf("%s…(%d bytes)", strings.ToValidUTF8(s[:maxLoggedText], ""), len(s))
+	return errors.New(logsafe.Clip(err.Error()))
 }
 
 func firstNonEmpty(s ...string) string {
@@ -354,7 +342,7 @@ func (h *HookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	log = log.With("id", clip(e.ID), "type", clip(e.Type), "state", clip(e.State))
+	log = log.With("id", logsafe.Clip(e.ID), "type", logsafe.Clip(e.Type), "state", logsafe.Clip(e.State))
 	label := eventLabel(e.Type)
 	if label == eventLabelOther {
 		h.reply(w, log, http.StatusAccepted, label, "ignored", "ignored: not a job or run state event")
@@ -362,7 +350,7 @@ func (h *HookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if h.Organization != "" && e.OrgURL != "" && !SameOrganization(e.OrgURL, h.Organization) {
 		// Worth a warning: the subscription posts to the wrong service.
-		log.Warn("service hook from another organization ignored", "organization", clip(e.OrgURL))
+		log.Warn("service hook from another organization ignored", "organization", logsafe.Clip(e.OrgURL))
 		h.reply(w, log, http.StatusAccepted, label, "other_organization", "ignored: from another organization than the one served")
 		return
 	}
