@@ -19,6 +19,12 @@
 // A route whose handler is not configured (nil Metrics, nil Reconciler) is
 // not served, so it answers 404 rather than pretending.
 //
+// /reconcile is the Functions host's alone: it carries no credential, costs
+// Azure DevOps calls and reports pool names and errors, so it is wired only
+// under the host (see UnderHost) and answers only loopback peers, the host
+// being the one peer there. Anyone else gets the same 404 as an unknown
+// path, and nothing is logged beyond the debug request line.
+//
 // The webhook function is anonymous in function.json because the hook
 // handler authenticates Azure DevOps itself; the metrics function takes a
 // function key (Prometheus sends it with `params: {code: [...]}` or an
@@ -35,6 +41,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/agentscaler/agentscaler/internal/logsafe"
 )
 
 // DefaultReconcileTimeout bounds one /reconcile invocation. The timer fires
@@ -57,6 +65,8 @@ type Options struct {
 	// Metrics serves the Prometheus exposition; nil leaves /api/metrics unserved.
 	Metrics http.Handler
 	// Reconciler runs the timer invocation; nil leaves /reconcile unserved.
+	// Set it only under the Functions host: a standalone serve runs its
+	// timer in-process and must not let callers trigger passes.
 	Reconciler Reconciler
 	// Logger receives request logs (debug) and recovered panics (error).
 	Logger *slog.Logger
@@ -103,7 +113,7 @@ func webhook(hooks map[string]http.Handler) http.Handler {
 		h, ok := hooks[source]
 		if !ok {
 			http.Error(w, fmt.Sprintf("unknown webhook source %q; known sources: %s",
-				source, strings.Join(known, ", ")), http.StatusNotFound)
+				logsafe.Clip(source), strings.Join(known, ", ")), http.StatusNotFound)
 			return
 		}
 		h.ServeHTTP(w, r)
@@ -133,9 +143,9 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach Flush and deadlines underneath.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// logRequests logs method, path, status and duration at debug level. Never
-// headers, bodies or the query string: they carry webhook credentials and
-// Functions keys (?code=).
+// logRequests logs method, path (clipped: the caller chose it), status and
+// duration at debug level. Never headers, bodies or the query string: they
+// carry webhook credentials and Functions keys (?code=).
 func logRequests(log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -146,8 +156,8 @@ func logRequests(log *slog.Logger, next http.Handler) http.Handler {
 				status = http.StatusOK
 			}
 			log.LogAttrs(r.Context(), slog.LevelDebug, "http request",
-				slog.String("method", r.Method),
-				slog.String("path", r.URL.Path),
+				slog.String("method", logsafe.Clip(r.Method)),
+				slog.String("path", logsafe.Clip(r.URL.Path)),
 				slog.Int("status", status),
 				slog.Duration("duration", time.Since(start)))
 		}()
@@ -168,7 +178,7 @@ func recoverPanics(log *slog.Logger, next http.Handler) http.Handler {
 			if err, ok := v.(error); ok && errors.Is(err, http.ErrAbortHandler) {
 				panic(v) // net/http's own signal to drop the connection quietly
 			}
-			log.Error("handler panic", "method", r.Method, "path", r.URL.Path,
+			log.Error("handler panic", "method", logsafe.Clip(r.Method), "path", logsafe.Clip(r.URL.Path),
 				"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 			if sw != nil && sw.status != 0 {
 				// Headers are gone; the client sees a truncated response.

@@ -87,9 +87,12 @@ func newTestHandler(t *testing.T, hook http.Handler, r Reconciler) http.Handler 
 	})
 }
 
+// do serves one request from a loopback peer, where the Functions host
+// posts from.
 func do(t *testing.T, h http.Handler, method, path, body string) *httptest.ResponseRecorder {
 	t.Helper()
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	req.RemoteAddr = "127.0.0.1:40000"
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	return rec
@@ -173,6 +176,35 @@ func TestUnconfiguredRoutesAreNotServed(t *testing.T) {
 	}
 }
 
+// TestReconcileOnlyForLoopbackPeers: /reconcile is the Functions host's,
+// which posts from loopback; any other peer gets the 404 of an unknown path,
+// runs nothing and learns no pool name.
+func TestReconcileOnlyForLoopbackPeers(t *testing.T) {
+	r := &fakeReconciler{pools: []string{"linux"}}
+	h := NewHandler(Options{Reconciler: r})
+	for _, peer := range []string{"192.0.2.1:1234", "[2001:db8::1]:1234", "10.0.0.7:80", "not an address"} {
+		req := httptest.NewRequest("POST", "/reconcile", strings.NewReader(timerInvocation))
+		req.RemoteAddr = peer
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusNotFound || strings.Contains(rec.Body.String(), "linux") {
+			t.Errorf("peer %s: %d %q, want a plain 404", peer, rec.Code, rec.Body.String())
+		}
+	}
+	if n := r.Calls(); n != 0 {
+		t.Errorf("RunAll ran %d times for peers that are not the host", n)
+	}
+	for _, peer := range []string{"127.0.0.1:1234", "[::1]:1234", "[::ffff:127.0.0.1]:1234"} {
+		req := httptest.NewRequest("POST", "/reconcile", strings.NewReader(timerInvocation))
+		req.RemoteAddr = peer
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			t.Errorf("loopback peer %s: %d, want 200", peer, rec.Code)
+		}
+	}
+}
+
 func TestPanicBecomes500(t *testing.T) {
 	var logs bytes.Buffer
 	h := NewHandler(Options{
@@ -249,6 +281,31 @@ func TestRequestLogHasNoSecrets(t *testing.T) {
 	for _, secret := range []string{"functionkey123", "s3cret", "YXpkbzpzM2NyZXQ=", "Job_1"} {
 		if strings.Contains(out, secret) {
 			t.Errorf("request log contains %q: %s", secret, out)
+		}
+	}
+}
+
+// TestRequestLogClipsThePath: the path is the caller's, and a long one is
+// cut short in the request log and in the 404 that echoes a webhook source.
+func TestRequestLogClipsThePath(t *testing.T) {
+	var logs bytes.Buffer
+	h := NewHandler(Options{
+		Hooks:  map[string]http.Handler{"azuredevops": &recordingHook{}},
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	long := strings.Repeat("a", 16<<10)
+	for _, path := range []string{"/" + long, "/api/webhook/" + long} {
+		rec := do(t, h, "POST", path, "")
+		if rec.Code != http.StatusNotFound || rec.Body.Len() > 512 {
+			t.Errorf("POST of a %d-byte path: %d with a %d-byte answer", len(path), rec.Code, rec.Body.Len())
+		}
+	}
+	if n := strings.Count(logs.String(), "status=404"); n != 2 {
+		t.Fatalf("%d request lines for two requests:\n%.500s", n, logs.String())
+	}
+	for line := range strings.Lines(logs.String()) {
+		if len(line) > 512 {
+			t.Errorf("a request log line of %d bytes", len(line))
 		}
 	}
 }

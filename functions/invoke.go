@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 )
 
@@ -61,6 +62,10 @@ type reconcileHandler struct {
 }
 
 func (h *reconcileHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !fromLoopback(r) {
+		http.NotFound(w, r)
+		return
+	}
 	req, timer, err := decodeInvocation(http.MaxBytesReader(w, r.Body, maxInvocationBody))
 	if err != nil {
 		writeInvocation(w, http.StatusBadRequest, []string{fmt.Sprintf("bad invocation payload: %v", err)})
@@ -91,6 +96,13 @@ func (h *reconcileHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		logs = append(logs, "no pools configured")
 	}
 	writeInvocation(w, status, logs)
+}
+
+// fromLoopback reports whether the peer is on this machine, as the Functions
+// host is: it posts the invocation to 127.0.0.1.
+func fromLoopback(r *http.Request) bool {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	return err == nil && ap.Addr().Unmap().IsLoopback()
 }
 
 // decodeInvocation reads the host's payload. An empty body is accepted as a

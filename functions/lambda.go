@@ -38,6 +38,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/agentscaler/agentscaler/internal/logsafe"
 )
 
 // DefaultLambdaMargin is what Lambda.Invoke keeps back from the invocation
@@ -124,7 +126,7 @@ func (l *Lambda) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 	}
 	return nil, fmt.Errorf(`lambda event: unknown shape (detail-type %q, source %q): want an HTTP event `+
 		`from a function URL or an API Gateway HTTP API with payload format 2.0 (requestContext.http), `+
-		`or an EventBridge "Scheduled Event" (source aws.events or aws.scheduler)`, ev.DetailType, ev.Source)
+		`or an EventBridge "Scheduled Event" (source aws.events or aws.scheduler)`, logsafe.Clip(ev.DetailType), logsafe.Clip(ev.Source))
 }
 
 func (l *Lambda) log() *slog.Logger {
@@ -240,13 +242,13 @@ func httpRequest(ctx context.Context, ev *events.APIGatewayV2HTTPRequest) (*http
 	}
 	u, err := url.ParseRequestURI(raw)
 	if err != nil {
-		return nil, fmt.Errorf("lambda HTTP event: rawPath %q and rawQueryString: %w", path, err)
+		return nil, fmt.Errorf("lambda HTTP event: rawPath %q and rawQueryString: %w", logsafe.Clip(path), err)
 	}
 
 	body, length := strings.NewReader(ev.Body), int64(len(ev.Body))
 	req, err := http.NewRequestWithContext(ctx, ev.RequestContext.HTTP.Method, u.String(), body)
 	if err != nil {
-		return nil, fmt.Errorf("lambda HTTP event: requestContext.http.method %q: %w", ev.RequestContext.HTTP.Method, err)
+		return nil, fmt.Errorf("lambda HTTP event: requestContext.http.method %q: %w", logsafe.Clip(ev.RequestContext.HTTP.Method), err)
 	}
 	if ev.IsBase64Encoded {
 		// Decoded as the handler reads, so the handler's own bound applies.

@@ -16,6 +16,10 @@ import (
 // must listen on.
 const PortEnv = "FUNCTIONS_CUSTOMHANDLER_PORT"
 
+// UnderHost reports whether the Azure Functions host runs this process: it
+// sets PortEnv for its custom handler.
+func UnderHost(getenv func(string) string) bool { return getenv(PortEnv) != "" }
+
 // Server timeouts. WriteTimeout leaves room for a /reconcile invocation
 // (DefaultReconcileTimeout) to finish and answer.
 const (
@@ -70,10 +74,9 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	}
 
 	addr := o.Addr
-	port := getenv(PortEnv)
-	underHost := port != ""
+	underHost := UnderHost(getenv)
 	if underHost {
-		addr = net.JoinHostPort("127.0.0.1", port)
+		addr = net.JoinHostPort("127.0.0.1", getenv(PortEnv))
 	} else {
 		if o.Reconciler == nil {
 			return errors.New("serve: the built-in timer needs a reconciler")

@@ -279,8 +279,9 @@ func (a *app) specFunc(pc config.Pool) func(context.Context) (providers.AgentSpe
 // handler is the HTTP surface: service hooks, metrics, health, the timer.
 func (a *app) handler() http.Handler {
 	hooks := &azuredevops.HookHandler{
-		Auth:  webhookAuth(a.cfg.Webhook, a.getenv),
-		Dedup: azuredevops.NewDedup(10000, time.Hour),
+		Auth:         webhookAuth(a.cfg.Webhook, a.getenv),
+		Dedup:        azuredevops.NewDedup(10000, time.Hour),
+		Organization: a.cfg.AzureDevOps.URL,
 		Accept: func(ctx context.Context, e azuredevops.Event) error {
 			a.accept(e)
 			return nil
@@ -288,10 +289,16 @@ func (a *app) handler() http.Handler {
 		Observe: func(event, outcome string) { a.metrics.WebhookRequest("azuredevops", event, outcome) },
 		Logger:  a.log,
 	}
+	// /reconcile is the Functions host's timer; elsewhere the timer runs in
+	// process, and an open route would let anyone spend Azure DevOps calls.
+	var timer functions.Reconciler
+	if functions.UnderHost(a.getenv) {
+		timer = a.scaler
+	}
 	return functions.NewHandler(functions.Options{
 		Hooks:      map[string]http.Handler{"azuredevops": hooks},
 		Metrics:    a.metrics.Handler(),
-		Reconciler: a.scaler,
+		Reconciler: timer,
 		Logger:     a.log,
 	})
 }
@@ -312,10 +319,6 @@ func (a *app) accept(e azuredevops.Event) {
 	if !e.CreatedDate.IsZero() {
 		a.metrics.WebhookLag("azuredevops", time.Since(e.CreatedDate))
 	}
-	if e.OrgURL != "" && !sameOrg(e.OrgURL, a.cfg.AzureDevOps.URL) {
-		a.log.Warn("service hook from another organization ignored", "id", e.ID, "organization", e.OrgURL)
-		return
-	}
 	switch {
 	case e.Type == azuredevops.EventJobStateChanged && e.State == "waiting":
 		a.scaler.TriggerAll()
@@ -333,7 +336,3 @@ func (a *app) accept(e azuredevops.Event) {
 // recheckDelay is how long after a job completes the pools are looked at
 // again: longer than an ephemeral agent takes to exit once unregistered.
 const recheckDelay = 2 * time.Second
-
-func sameOrg(a, b string) bool {
-	return strings.EqualFold(strings.TrimRight(a, "/"), strings.TrimRight(b, "/"))
-}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -175,16 +176,20 @@ func TestLoop(t *testing.T) {
 	}
 }
 
+// waitingHook is a job-state-changed service hook for a waiting job, with
+// this id, from this organization.
+func waitingHook(id, org string) string {
+	return fmt.Sprintf(`{"subscriptionId":"00000000-0000-0000-0000-000000000001","notificationId":1,"id":%q,
+"eventType":"ms.vss-pipelines.job-state-changed-event","publisherId":"pipelines",
+"resource":{"job":{"id":"1b2c3d4e-0000-0000-0000-000000000000","name":"Build","state":"waiting"}},
+"resourceVersion":"5.1-preview.1","resourceContainers":{"account":{"id":"a","baseUrl":%q}},"createdDate":"2026-11-23T09:00:00.000Z"}`, id, org)
+}
+
 // TestServeAnswers checks the webhook's statuses through the real server.
 func TestServeAnswers(t *testing.T) {
 	emu := startEmulator(t, adoemu.Options{})
 	s := startServe(t, emu)
-	hook := func(body string) string {
-		return fmt.Sprintf(`{"subscriptionId":"00000000-0000-0000-0000-000000000001","notificationId":1,"id":%q,
-"eventType":"ms.vss-pipelines.job-state-changed-event","publisherId":"pipelines",
-"resource":{"job":{"id":"1b2c3d4e-0000-0000-0000-000000000000","name":"Build","state":"waiting"}},
-"resourceVersion":"5.1-preview.1","resourceContainers":{"account":{"id":"a","baseUrl":%q}},"createdDate":"2026-11-23T09:00:00.000Z"}`, body, emu.OrgURL()+"/")
-	}
+	hook := func(id string) string { return waitingHook(id, emu.OrgURL()+"/") }
 	post := func(body string, auth bool) int {
 		req, _ := http.NewRequest(http.MethodPost, s.url+"/api/webhook/azuredevops", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json; charset=utf-8")
@@ -211,6 +216,8 @@ func TestServeAnswers(t *testing.T) {
 		{"unrelated event", `{"id":"e0","eventType":"git.push","resource":{}}`, true, http.StatusAccepted},
 		{"job waiting", hook("e2"), true, http.StatusOK},
 		{"repeat", hook("e2"), true, http.StatusOK},
+		{"same organization, other case", waitingHook("e3", strings.ToUpper(emu.OrgURL())), true, http.StatusOK},
+		{"another organization", waitingHook("e4", "https://dev.azure.com/fabrikam/"), true, http.StatusAccepted},
 	}
 	for _, tc := range tests {
 		if got := post(tc.body, tc.auth); got != tc.want {
@@ -224,7 +231,8 @@ func TestServeAnswers(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, want := range []string{
-		`agentscaler_webhook_requests_total{event="job_state_changed",outcome="accepted",source="azuredevops"} 1`,
+		`agentscaler_webhook_requests_total{event="job_state_changed",outcome="accepted",source="azuredevops"} 2`,
+		`agentscaler_webhook_requests_total{event="job_state_changed",outcome="other_organization",source="azuredevops"} 1`,
 		`agentscaler_webhook_requests_total{event="job_state_changed",outcome="duplicate",source="azuredevops"} 1`,
 		`outcome="unauthorized"`,
 	} {
@@ -232,6 +240,77 @@ func TestServeAnswers(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+}
+
+// TestAnonymousReconcileFloodCostsNothing: a standalone serve runs its timer
+// in process, so POST /reconcile is not served there: 2,000 anonymous posts
+// through the real server get a 404 that names no pool, and, with 2,000
+// anonymous service hooks (401) among them, cause no reconcile, no Azure
+// DevOps call and no log line at info or above.
+func TestAnonymousReconcileFloodCostsNothing(t *testing.T) {
+	emu := startEmulator(t, adoemu.Options{})
+	s := startServe(t, emu)
+	const reconciled = `agentscaler_reconciles_total{outcome="ok",pool="linux"}`
+	metricsNow := func() string {
+		resp, err := http.Get(s.url + "/api/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	// The start-up pass, once it has ended: its summary is the last line it logs.
+	eventually(t, "the start-up reconcile", func() bool { return strings.Contains(s.logs.String(), "msg=reconciled") })
+	if v := metricValue(metricsNow(), reconciled); v != "1" {
+		t.Fatalf("%s = %q after the start-up pass, want 1", reconciled, v)
+	}
+	hook := waitingHook("2b9e7c51-8d3f-4a6e-b1c0-7f5d4e3a2c19", emu.OrgURL()+"/") // posted below without credentials
+	callsBefore, logsBefore := emu.Calls(), loggedAboveDebug(s.logs.String())
+
+	const flood = 2000
+	client := &http.Client{Timeout: 30 * time.Second}
+	statuses := map[int]int{}
+	for range flood {
+		for _, req := range []struct{ path, body string }{
+			{"/reconcile", `{"Data":{},"Metadata":{}}`},
+			{"/api/webhook/azuredevops", hook},
+		} {
+			resp, err := client.Post(s.url+req.path, "application/json", strings.NewReader(req.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			statuses[resp.StatusCode]++
+			if strings.Contains(string(b), "linux") {
+				t.Fatalf("the answer to %s names a pool: %q", req.path, b)
+			}
+		}
+	}
+	if statuses[http.StatusNotFound] != flood || statuses[http.StatusUnauthorized] != flood {
+		t.Errorf("statuses %v, want %d × 404 and %d × 401", statuses, flood, flood)
+	}
+	if v := metricValue(metricsNow(), reconciled); v != "1" {
+		t.Errorf("%s = %s after the flood, want only the start-up pass", reconciled, v)
+	}
+	if calls := emu.Calls(); !maps.Equal(calls, callsBefore) {
+		t.Errorf("Azure DevOps calls %v after the flood, %v before", calls, callsBefore)
+	}
+	if lines := loggedAboveDebug(s.logs.String()); len(lines) != len(logsBefore) {
+		t.Errorf("the flood logged %d lines at info or above:\n%s", len(lines)-len(logsBefore), strings.Join(lines[len(logsBefore):], "\n"))
+	}
+}
+
+// loggedAboveDebug returns the text log lines at info level or above.
+func loggedAboveDebug(logs string) []string {
+	var out []string
+	for line := range strings.Lines(logs) {
+		if !strings.Contains(line, "level=DEBUG") {
+			out = append(out, strings.TrimSpace(line))
+		}
+	}
+	return out
 }
 
 // TestReconcileDryRunJSON: the dry run prints exactly the creates and

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -23,23 +22,16 @@ import (
 	"github.com/agentscaler/agentscaler/sources/azuredevops"
 )
 
-// reconcileNow posts the Functions timer invocation to serve, as the host
-// does every minute, and returns once every pool has been reconciled.
-func reconcileNow(t *testing.T, baseURL string) {
+// reconcileNow runs a timer pass of every pool at once, as serve's timer
+// does every interval, and returns once every pool has been reconciled.
+// (POST /reconcile is the Functions host's alone: a standalone serve answers
+// it 404.)
+func reconcileNow(t *testing.T, s *served) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, baseURL+"/reconcile", strings.NewReader(`{"Data":{},"Metadata":{}}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("POST /reconcile: %d %s", resp.StatusCode, body)
+	for i, err := range s.app.scaler.RunAll(t.Context()) {
+		if err != nil {
+			t.Fatalf("reconcile of pool %s: %v", s.app.scaler.Pools()[i], err)
+		}
 	}
 }
 
@@ -119,7 +111,7 @@ func TestPrometheusScrapesServe(t *testing.T) {
 	}
 	emu.QueueJob("Default", adoemu.Job{Name: "windows", Demands: []string{"Agent.OS -equals Windows_NT"}})
 	eventually(t, "an instance per servable job", func() bool { return len(s.mem.All()) == 3 })
-	reconcileNow(t, s.url)
+	reconcileNow(t, s)
 	wantTruth(t, prom, emu, s.mem, truth{waiting: 3, starting: 3})
 
 	// Two agents come online; the first takes its job.
@@ -130,7 +122,7 @@ func TestPrometheusScrapesServe(t *testing.T) {
 	if err := emu.Assign(ids[0], providers.RequestName("linux", ids[0])); err != nil {
 		t.Fatal(err)
 	}
-	reconcileNow(t, s.url)
+	reconcileNow(t, s)
 	wantTruth(t, prom, emu, s.mem, truth{waiting: 2, starting: 1, idle: 1, busy: 1, registered: 2})
 	prom.WaitFor(t, `agentscaler_agent_created_to_online_seconds_count{pool="linux"}`, "2")
 	prom.WaitFor(t, `agentscaler_job_queued_to_assigned_seconds_count{pool="linux"}`, "1")
@@ -148,13 +140,14 @@ func TestPrometheusScrapesServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "the finished job's instance deleted", func() bool { _, ok := s.mem.Get(first); return !ok })
-	reconcileNow(t, s.url)
+	reconcileNow(t, s)
 	wantTruth(t, prom, emu, s.mem, truth{waiting: 2, starting: 1, idle: 1, registered: 1})
 	prom.WaitFor(t, `agentscaler_job_duration_seconds_count{pool="linux"}`, "1")
 }
 
 // served is a `serve` the test stops itself.
 type served struct {
+	app  *app
 	url  string
 	mem  *memory.Provider
 	logs *syncbuf.Buffer
@@ -198,7 +191,7 @@ func serveWithEnv(t *testing.T, emu *adoemu.Emulator, env map[string]string) *se
 	t.Cleanup(func() { _ = stop() })
 	select {
 	case addr := <-listening:
-		return &served{url: "http://" + addr, mem: mem, logs: logs, stop: stop}
+		return &served{app: a, url: "http://" + addr, mem: mem, logs: logs, stop: stop}
 	case err := <-done:
 		t.Fatalf("serve: %v", err)
 	}
@@ -278,7 +271,7 @@ func TestPushNeverHoldsReconcile(t *testing.T) {
 		t.Fatal("no push arrived")
 	}
 	emu.QueueJob("Default", adoemu.Job{Demands: []string{"docker"}})
-	reconcileNow(t, s.url)
+	reconcileNow(t, s)
 	if got := len(s.mem.All()); got != 1 {
 		t.Errorf("%d instances after the reconcile, want 1", got)
 	}

@@ -71,6 +71,12 @@ func readDockerConfig(path string) (map[string]registry.AuthConfig, error) {
 	if len(data) > maxDockerConfig {
 		return nil, fmt.Errorf("%s: larger than %d bytes; is it a Docker config.json?", path, maxDockerConfig)
 	}
+	return parseDockerConfig(path, data)
+}
+
+// parseDockerConfig reads the entries of readDockerConfig from the file's
+// content; path only names the file in errors.
+func parseDockerConfig(path string, data []byte) (map[string]registry.AuthConfig, error) {
 	var file dockerConfigFile
 	if err := json.Unmarshal(data, &file); err != nil {
 		return nil, fmt.Errorf("%s: not a Docker config.json: %w", path, err)

@@ -22,8 +22,10 @@
 // Create is idempotent on the name across processes: a name conflict returns
 // the existing container, and a container that exists but was never started
 // (its creator failed between create and start) is set up and started by the
-// next Create of its name. Within one process, creates of one name are
-// serialized.
+// next Create of its name. A conflict whose holder is not there when looked
+// up (the engine still registers it for another process, or it was removed)
+// makes Create try again, and at worst report a retryable conflict. Within
+// one process, creates of one name are serialized.
 package docker
 
 import (
@@ -144,6 +146,10 @@ type Provider struct {
 
 	names nameLocks
 
+	// lostName, when set (by tests), runs after a create lost the name to
+	// another container and before that container is looked up.
+	lostName func(name string)
+
 	mu    sync.Mutex
 	pulls map[string]*pullCall // in flight, by image reference
 }
@@ -253,12 +259,45 @@ func (p *Provider) Create(ctx context.Context, spec providers.AgentSpec) (provid
 	return in, nil
 }
 
+// nameAttempts bounds the creates of one Create that lose the name to a
+// container which is then not there: one still being registered by the
+// engine for another process, or removed since.
+const nameAttempts = 4
+
+// errNameVanished says the container that held the name could not be found
+// a moment later. Another try either creates the name or finds its holder.
+var errNameVanished = errors.New("the container holding the name is gone")
+
 func (p *Provider) create(ctx context.Context, spec providers.AgentSpec) (providers.Instance, error) {
 	if p.opts.Pull == PullAlways {
 		if err := p.pull(ctx, spec.Image); err != nil {
 			return providers.Instance{}, err
 		}
 	}
+	pause := 20 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		in, err := p.createOnce(ctx, spec)
+		if !errors.Is(err, errNameVanished) {
+			return in, err
+		}
+		if attempt == nameAttempts {
+			return providers.Instance{}, retryable("conflict", 0, fmt.Errorf(
+				"container name %s: in use by another container at each of %d creates, and that container gone each time it was looked up: %w",
+				spec.Name, nameAttempts, err))
+		}
+		// A holder the engine is still registering shows up in a moment.
+		select {
+		case <-ctx.Done():
+			return providers.Instance{}, ctx.Err()
+		case <-time.After(pause):
+		}
+		pause *= 2
+	}
+}
+
+// createOnce creates and starts the container, or adopts the one holding
+// its name.
+func (p *Provider) createOnce(ctx context.Context, spec providers.AgentSpec) (providers.Instance, error) {
 	id, err := p.containerCreate(ctx, spec)
 	if isNoSuchImage(err) && p.opts.Pull == PullMissing {
 		if err := p.pull(ctx, spec.Image); err != nil {
@@ -295,12 +334,25 @@ func (p *Provider) create(ctx context.Context, spec providers.AgentSpec) (provid
 }
 
 // adopt returns the existing container of spec's name after a conflict.
+// The engine answers a conflict while it still registers the winner's
+// container, and the winner may remove it again: a container not found
+// from here on is errNameVanished, never a permanent not_found.
 func (p *Provider) adopt(ctx context.Context, spec providers.AgentSpec) (providers.Instance, error) {
-	c, err := p.inspect(ctx, spec.Name)
-	if err != nil {
-		return providers.Instance{}, err
+	if p.lostName != nil {
+		p.lostName(spec.Name)
 	}
-	return p.adoptContainer(ctx, spec, c)
+	c, err := p.inspect(ctx, spec.Name)
+	if err == nil {
+		var in providers.Instance
+		in, err = p.adoptContainer(ctx, spec, c)
+		if err == nil {
+			return in, nil
+		}
+	}
+	if cerrdefs.IsNotFound(err) {
+		return providers.Instance{}, fmt.Errorf("%w: %w", errNameVanished, err)
+	}
+	return providers.Instance{}, err
 }
 
 func (p *Provider) adoptContainer(ctx context.Context, spec providers.AgentSpec, c container.InspectResponse) (providers.Instance, error) {

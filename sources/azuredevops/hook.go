@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/agentscaler/agentscaler/internal/logsafe"
 )
 
 // Service hook event types the autoscaler acts on.
@@ -32,6 +34,10 @@ const (
 
 // maxHookBody bounds a service hook body. Real pipeline events are a few KiB.
 const maxHookBody = 1 << 20
+
+// maxEventID bounds a service hook's id. Azure DevOps sends a GUID (36
+// bytes); anything far longer is not a real notification.
+const maxEventID = 128
 
 // acceptTimeout bounds Accept, which should only enqueue: if it is stuck, a
 // 503 lets Azure DevOps retry rather than hold its connection open.
@@ -53,8 +59,9 @@ type Event struct {
 	RunID          int
 	PipelineID     int
 	PipelineName   string
-	// OrgURL is the organization's base URL without a trailing slash,
-	// https://dev.azure.com/contoso.
+	// OrgURL is the organization's or collection's base URL without a
+	// trailing slash, https://dev.azure.com/contoso, in whichever form the
+	// hook gives it (compare with SameOrganization).
 	OrgURL    string
 	ProjectID string
 }
@@ -110,15 +117,17 @@ type hookContainer struct {
 func ParseEvent(body []byte) (Event, error) {
 	var h hookHeader
 	if err := json.Unmarshal(body, &h); err != nil {
-		return Event{}, fmt.Errorf("service hook: %w", err)
+		return Event{}, fmt.Errorf("service hook: %w", jsonProblem(err))
 	}
 	switch {
 	case h.ID == "" && h.EventType == "":
 		return Event{}, errors.New("service hook: no id and no eventType")
 	case h.ID == "":
-		return Event{}, fmt.Errorf("service hook %s: no id", h.EventType)
+		return Event{}, fmt.Errorf("service hook %s: no id", logsafe.Clip(h.EventType))
 	case h.EventType == "":
-		return Event{}, fmt.Errorf("service hook %s: no eventType", h.ID)
+		return Event{}, fmt.Errorf("service hook %s: no eventType", logsafe.Clip(h.ID))
+	case len(h.ID) > maxEventID:
+		return Event{}, fmt.Errorf("service hook %s: id of %d bytes, over %d: not an Azure DevOps notification id", logsafe.Clip(h.ID), len(h.ID), maxEventID)
 	}
 	e := Event{ID: h.ID, Type: h.EventType}
 	if e.Type != EventJobStateChanged && e.Type != EventRunStateChanged {
@@ -127,7 +136,7 @@ func ParseEvent(body []byte) (Event, error) {
 
 	var env hookEnvelope
 	if err := json.Unmarshal(body, &env); err != nil {
-		return Event{}, fmt.Errorf("service hook %s (%s): %w", e.ID, e.Type, err)
+		return Event{}, fmt.Errorf("service hook %s (%s): %w", e.ID, logsafe.Clip(e.Type), jsonProblem(err))
 	}
 	e.NotificationID = env.NotificationID
 	e.CreatedDate = env.CreatedDate
@@ -149,9 +158,21 @@ func ParseEvent(body []byte) (Event, error) {
 		e.State, e.Result = job.State, job.Result
 	}
 	rc := env.ResourceContainers
-	e.OrgURL = strings.TrimRight(firstNonEmpty(rc.Account.BaseURL, rc.Collection.BaseURL), "/")
+	// On Azure DevOps Server the account is the server and the collection is
+	// what the configuration names; on Services both are the organization.
+	e.OrgURL = strings.TrimRight(firstNonEmpty(rc.Collection.BaseURL, rc.Account.BaseURL), "/")
 	e.ProjectID = firstNonEmpty(rc.Project.ID, res.ProjectID)
 	return e, nil
+}
+
+// jsonProblem says what is wrong with a body, fit for the answer: a type
+// mismatch names the field, not the Go type it was read into, and any text
+// of the body that the error quotes (a bad date) is clipped.
+func jsonProblem(err error) error {
+	if ute, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+		return fmt.Errorf("field %s: a JSON %s is not what Azure DevOps sends there", logsafe.Clip(ute.Field), ute.Value)
+	}
+	return errors.New(logsafe.Clip(err.Error()))
 }
 
 func firstNonEmpty(s ...string) string {
@@ -197,43 +218,51 @@ func HeaderAuth(name, value string) Authenticator {
 // notification whose answer it did not get. It keeps at most size ids, each
 // for ttl, and forgets the least recently remembered first. It is safe for
 // concurrent use.
+//
+// An id is kept as its SHA-256, never as sent, so every entry has the same
+// small size (about 200 bytes with its list and map overhead) whatever the
+// caller posted: size bounds the memory, at about 2 MB for 10,000 ids.
 type Dedup struct {
 	mu    sync.Mutex
 	size  int
 	ttl   time.Duration
-	order *lru.List               // of *dedupEntry, most recently remembered first
-	byID  map[string]*lru.Element // id -> element in order
+	order *lru.List                 // of *dedupEntry, most recently remembered first
+	byID  map[dedupKey]*lru.Element // key -> element in order
 }
 
+type dedupKey [sha256.Size]byte
+
 type dedupEntry struct {
-	id string
-	at time.Time
+	key dedupKey
+	at  time.Time
 }
 
 // NewDedup returns a Dedup holding up to size ids (at least one) for ttl each.
 func NewDedup(size int, ttl time.Duration) *Dedup {
-	return &Dedup{size: max(size, 1), ttl: ttl, order: lru.New(), byID: make(map[string]*lru.Element)}
+	return &Dedup{size: max(size, 1), ttl: ttl, order: lru.New(), byID: make(map[dedupKey]*lru.Element)}
 }
 
 // Seen reports whether id was remembered less than ttl before now. It
 // records nothing.
 func (d *Dedup) Seen(id string, now time.Time) bool {
+	key := sha256.Sum256([]byte(id))
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	el, ok := d.byID[id]
+	el, ok := d.byID[key]
 	return ok && now.Sub(el.Value.(*dedupEntry).at) < d.ttl
 }
 
 // Remember records id as handled at now, then drops expired ids and the
 // least recently remembered beyond the size bound.
 func (d *Dedup) Remember(id string, now time.Time) {
+	key := sha256.Sum256([]byte(id))
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if el, ok := d.byID[id]; ok {
+	if el, ok := d.byID[key]; ok {
 		el.Value.(*dedupEntry).at = now
 		d.order.MoveToFront(el)
 	} else {
-		d.byID[id] = d.order.PushFront(&dedupEntry{id: id, at: now})
+		d.byID[key] = d.order.PushFront(&dedupEntry{key: key, at: now})
 	}
 	for el := d.order.Back(); el != nil; el = d.order.Back() {
 		e := el.Value.(*dedupEntry)
@@ -241,7 +270,7 @@ func (d *Dedup) Remember(id string, now time.Time) {
 			break
 		}
 		d.order.Remove(el)
-		delete(d.byID, e.id)
+		delete(d.byID, e.key)
 	}
 }
 
@@ -252,7 +281,8 @@ func (d *Dedup) Remember(id string, now time.Time) {
 //
 // Answers: 405 for anything but POST; 401 with a basic challenge on bad
 // credentials; 413 over 1 MiB; 400 for a body that does not parse; 202 for
-// other event types; 200 for a redelivered id; 200 once Accept succeeded;
+// other event types and for events from another organization; 200 for a
+// redelivered id; 200 once Accept succeeded;
 // 503 with Retry-After when it failed, so Azure DevOps retries.
 type HookHandler struct {
 	// Auth checks the shared secret. Nil rejects every request: the
@@ -260,11 +290,17 @@ type HookHandler struct {
 	Auth Authenticator
 	// Dedup drops redeliveries; nil disables it.
 	Dedup *Dedup
+	// Organization, when set, is the organization or collection URL served:
+	// a job or run event whose resourceContainers name another one (in any
+	// URL form, see Organization) is answered 202 and never reaches Accept.
+	// An event that names none is taken.
+	Organization string
 	// Accept takes a job or run state event. Required.
 	Accept func(ctx context.Context, e Event) error
 	// Observe, when set, counts each hook: event is job_state_changed,
 	// run_state_changed or other; outcome is accepted, duplicate, ignored,
-	// unauthorized, too_large, bad_request, method_not_allowed or error.
+	// other_organization, unauthorized, too_large, bad_request,
+	// method_not_allowed or error.
 	Observe func(event, outcome string)
 	// Logger receives a debug line per hook (id, type, state, outcome,
 	// never headers); nil discards.
@@ -306,10 +342,16 @@ func (h *HookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	log = log.With("id", e.ID, "type", e.Type, "state", e.State)
+	log = log.With("id", logsafe.Clip(e.ID), "type", logsafe.Clip(e.Type), "state", logsafe.Clip(e.State))
 	label := eventLabel(e.Type)
 	if label == eventLabelOther {
 		h.reply(w, log, http.StatusAccepted, label, "ignored", "ignored: not a job or run state event")
+		return
+	}
+	if h.Organization != "" && e.OrgURL != "" && !SameOrganization(e.OrgURL, h.Organization) {
+		// Worth a warning: the subscription posts to the wrong service.
+		log.Warn("service hook from another organization ignored", "organization", logsafe.Clip(e.OrgURL))
+		h.reply(w, log, http.StatusAccepted, label, "other_organization", "ignored: from another organization than the one served")
 		return
 	}
 	if h.Dedup != nil && h.Dedup.Seen(e.ID, h.now()) {
@@ -319,7 +361,7 @@ func (h *HookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), acceptTimeout)
 	defer cancel()
 	if err := h.Accept(ctx, e); err != nil {
-		log.Warn("service hook not accepted; asking Azure DevOps to retry", "err", err)
+		log.Warn("service hook not accepted; asking Azure DevOps to retry", "error", err)
 		w.Header().Set("Retry-After", retryAfterSeconds)
 		h.reply(w, log, http.StatusServiceUnavailable, label, "error", "not accepted, retry later")
 		return

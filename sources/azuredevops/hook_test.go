@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -288,6 +289,47 @@ func TestHookHandlerStatuses(t *testing.T) {
 	}
 }
 
+// TestHookHandlerOrganization: a hook from the organization served is taken
+// whichever URL form either side uses; one from another organization is
+// answered 202 with the reason, counted, and never accepted.
+func TestHookHandlerOrganization(t *testing.T) {
+	rec := &hookRecorder{}
+	h := &HookHandler{
+		Auth:         BasicAuth(hookUser, hookPassword),
+		Organization: "https://contoso.visualstudio.com",
+		Accept:       rec.accept,
+		Observe:      rec.observe,
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	good := hookBasic(hookUser, hookPassword)
+	waiting := hookFixture(t, "job_waiting.json") // resourceContainers: https://dev.azure.com/contoso/
+
+	resp, body := hookPost(t, srv.URL, waiting, good)
+	if resp.StatusCode != http.StatusOK || body != "accepted\n" {
+		t.Errorf("same organization, other URL form: %d %q, want 200 accepted", resp.StatusCode, body)
+	}
+	other := bytes.ReplaceAll(waiting, []byte("https://dev.azure.com/contoso/"), []byte("https://dev.azure.com/fabrikam/"))
+	resp, body = hookPost(t, srv.URL, other, good)
+	if resp.StatusCode != http.StatusAccepted || !strings.Contains(body, "another organization") {
+		t.Errorf("another organization: %d %q, want 202 with the reason", resp.StatusCode, body)
+	}
+	server := bytes.ReplaceAll(waiting, []byte("https://dev.azure.com/contoso/"), []byte("https://server/tfs/DefaultCollection/"))
+	resp, _ = hookPost(t, srv.URL, server, good)
+	if resp.StatusCode != http.StatusAccepted {
+		t.Errorf("a server collection: %d, want 202", resp.StatusCode)
+	}
+
+	accepted, observed := rec.snapshot()
+	if len(accepted) != 1 || accepted[0].OrgURL != "https://dev.azure.com/contoso" {
+		t.Errorf("accepted %+v, want only the hook from contoso", accepted)
+	}
+	want := "job_state_changed/accepted job_state_changed/other_organization job_state_changed/other_organization"
+	if got := strings.Join(observed, " "); got != want {
+		t.Errorf("observed %s, want %s", got, want)
+	}
+}
+
 func TestHookHandlerAcceptFailureIsRetried(t *testing.T) {
 	env := hookServer(t, BasicAuth(hookUser, hookPassword))
 	good := hookBasic(hookUser, hookPassword)
@@ -547,6 +589,65 @@ func TestDedup(t *testing.T) {
 			t.Errorf("after concurrent use: %d in list, %d in map, want 50", d.order.Len(), len(d.byID))
 		}
 	})
+}
+
+// TestDedupMemoryIsBoundedBySize: ids of a megabyte each cost what a GUID
+// costs, so what the caller posts cannot grow the process.
+func TestDedupMemoryIsBoundedBySize(t *testing.T) {
+	const ids, idLen = 64, 1 << 20
+	t0 := time.Date(2025, 3, 14, 9, 0, 0, 0, time.UTC)
+	d := NewDedup(10000, time.Hour)
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	before := heap()
+	for i := range ids {
+		id := fmt.Sprintf("%04d", i) + strings.Repeat("x", idLen-4)
+		d.Remember(id, t0)
+	}
+	if !d.Seen(fmt.Sprintf("%04d", 7)+strings.Repeat("x", idLen-4), t0) {
+		t.Fatal("a remembered long id is not seen")
+	}
+	grown := int64(heap()) - int64(before)
+	if limit := int64(4 << 20); grown > limit { // a sixteenth of the ids' size; noise from the runtime stays far below
+		t.Errorf("%d ids of %d bytes grew the heap by %d bytes, want at most %d: the ids themselves are kept", ids, idLen, grown, limit)
+	}
+	runtime.KeepAlive(d)
+}
+
+// TestHookHandlerBoundsUntrustedText: an over-long id is refused, and hook
+// text that reaches a log line or an answer is cut short.
+func TestHookHandlerBoundsUntrustedText(t *testing.T) {
+	env := hookServer(t, BasicAuth(hookUser, hookPassword))
+	good := hookBasic(hookUser, hookPassword)
+	long := strings.Repeat("A", 64<<10)
+
+	resp, body := hookPost(t, env.url, []byte(`{"id":"`+long+`","eventType":"`+EventJobStateChanged+`"}`), good)
+	if resp.StatusCode != http.StatusBadRequest || len(body) > 512 {
+		t.Errorf("a 64 KiB id: %d with a %d-byte answer, want 400 and a short answer", resp.StatusCode, len(body))
+	}
+	resp, body = hookPost(t, env.url, []byte(`{"eventType":"`+long+`"}`), good)
+	if resp.StatusCode != http.StatusBadRequest || len(body) > 512 {
+		t.Errorf("a 64 KiB eventType without id: %d with a %d-byte answer", resp.StatusCode, len(body))
+	}
+	// A real id with a huge state and organization: taken, logged short.
+	waiting := bytes.Replace(hookFixture(t, "job_waiting.json"), []byte(`"state": "waiting"`), []byte(`"state": "`+long+`"`), 1)
+	waiting = bytes.ReplaceAll(waiting, []byte("https://dev.azure.com/contoso/"), []byte("https://dev.azure.com/"+long+"/"))
+	if resp, _ = hookPost(t, env.url, waiting, good); resp.StatusCode != http.StatusOK {
+		t.Errorf("a hook with a long state: %d, want 200", resp.StatusCode)
+	}
+	logs := env.logs.String()
+	if !strings.Contains(logs, "outcome=accepted") || !strings.Contains(logs, "outcome=bad_request") {
+		t.Fatalf("the hooks were not logged:\n%.2000s", logs)
+	}
+	for line := range strings.Lines(logs) {
+		if len(line) > 1024 {
+			t.Errorf("a log line of %d bytes: %.300s...", len(line), line)
+		}
+	}
 }
 
 func TestHookHandlerDedupExpiry(t *testing.T) {
