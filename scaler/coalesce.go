@@ -29,9 +29,9 @@ const (
 // hold is how long after the last run the next may start: the source's pace,
 // or longer while reconciles fail.
 func (s *Scaler) hold(fails int) time.Duration {
-	var d time.Duration
+	d := s.opt.MinGap
 	if s.opt.Pace != nil {
-		d = s.opt.Pace()
+		d = max(d, s.opt.Pace())
 	}
 	if fails > 0 {
 		d = max(d, min(failureBackoffMin<<min(fails-1, 10), failureBackoffMax))

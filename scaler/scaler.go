@@ -58,6 +58,11 @@ type Options struct {
 	// Retries is how many times a retryable write is tried again.
 	Retries int
 	Now     func() time.Time
+	// MinGap is the least time between the end of one reconcile of a pool
+	// and the start of the next: a pool idle for longer is reconciled at
+	// once, and a burst of service hooks costs a pass per MinGap, not one
+	// per pass time. 0 runs passes back to back.
+	MinGap time.Duration
 	// Pace, when set, is the least time between the end of one reconcile of
 	// a pool and the start of the next, asked before each run: the source
 	// slows passes as its rate-limit budget runs low. Triggers in the

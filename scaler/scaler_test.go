@@ -543,3 +543,25 @@ func TestFailingReconcilesBackOff(t *testing.T) {
 		t.Errorf("no recovery line after 4 failures:\n%s", out)
 	}
 }
+
+// TestHold: the hold before a pool's next run is the longest of the
+// minimum gap, the source's pace and the failure backoff.
+func TestHold(t *testing.T) {
+	tests := []struct {
+		gap, pace time.Duration
+		fails     int
+		want      time.Duration
+	}{
+		{0, 0, 0, 0},
+		{500 * time.Millisecond, 0, 0, 500 * time.Millisecond},
+		{500 * time.Millisecond, 3 * time.Second, 0, 3 * time.Second},
+		{500 * time.Millisecond, 0, 3, 4 * failureBackoffMin},
+		{0, 0, 100, failureBackoffMax},
+	}
+	for _, tc := range tests {
+		s := New(Options{MinGap: tc.gap, Pace: func() time.Duration { return tc.pace }})
+		if got := s.hold(tc.fails); got != tc.want {
+			t.Errorf("gap %s, pace %s, %d failures: hold %s, want %s", tc.gap, tc.pace, tc.fails, got, tc.want)
+		}
+	}
+}

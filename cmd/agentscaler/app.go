@@ -113,6 +113,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv fu
 		CallTimeout:         cfg.Reconcile.CallTimeout,
 		RespectParallelJobs: cfg.AzureDevOps.RespectParallelJobs,
 		Pace:                client.Pace,
+		MinGap:              minGap,
 	}
 	if a.pusher != nil {
 		// Whatever triggered the reconcile: the timer, a service hook, the
@@ -336,3 +337,8 @@ func (a *app) accept(e azuredevops.Event) {
 // recheckDelay is how long after a job completes the pools are looked at
 // again: longer than an ephemeral agent takes to exit once unregistered.
 const recheckDelay = 2 * time.Second
+
+// minGap is the least time between two passes of one pool: a job queued
+// while the pool is idle is served at once, and during a burst of hooks the
+// passes follow each other at most this often.
+var minGap = 500 * time.Millisecond
