@@ -692,19 +692,31 @@ func (e *Emulator) autoAssignLocked() {
 	if !e.opts.AutoAssign || e.closed {
 		return
 	}
+	// Only idle agents can take a job: look for them once, not per request
+	// (a burst holds thousands of requests and agents).
+	var idle []*agent
+	for _, a := range e.agents {
+		if a.online && a.enabled && a.request == 0 {
+			idle = append(idle, a)
+		}
+	}
+	if len(idle) == 0 {
+		return
+	}
 	running := e.runningLocked()
 	for _, r := range e.requests {
-		if running >= e.opts.ParallelJobs {
+		if running >= e.opts.ParallelJobs || len(idle) == 0 {
 			return
 		}
 		if !r.assigned.IsZero() || !r.finished.IsZero() {
 			continue
 		}
-		for _, a := range e.agents {
-			if a.poolID != r.poolID || !a.online || !a.enabled || a.request != 0 || !e.matchesLocked(a, r) {
+		for i, a := range idle {
+			if a.poolID != r.poolID || !e.matchesLocked(a, r) {
 				continue
 			}
 			e.assignLocked(r, a)
+			idle = slices.Delete(idle, i, i+1)
 			running++
 			break
 		}
