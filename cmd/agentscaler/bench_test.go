@@ -147,13 +147,18 @@ func BenchmarkServeHooks(b *testing.B) {
 // containers run dockertest's waiter and never register as agents. "Has an
 // agent" means its container is running.
 func BenchmarkBurst(b *testing.B) {
-	b.Run("memory", func(b *testing.B) {
-		const jobs = 1000
-		for b.Loop() {
-			mem := memory.New(memory.Options{})
-			runBurst(b, burst{jobs: jobs, provider: "memory", prov: mem, sim: mem})
+	for _, jobs := range []int{1000, 5000} {
+		name := "memory"
+		if jobs != 1000 {
+			name = fmt.Sprintf("memory-%d", jobs)
 		}
-	})
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				mem := memory.New(memory.Options{})
+				runBurst(b, burst{jobs: jobs, provider: "memory", prov: mem, sim: mem})
+			}
+		})
+	}
 	b.Run("docker", func(b *testing.B) {
 		const jobs, image = 200, "agentscaler-bench-waiter:test"
 		eng := dockertest.Shared(b)
@@ -266,6 +271,15 @@ func runBurst(b *testing.B, bu burst) {
 	b.ReportMetric(float64(calls[adoemu.EndpointJobRequests]), "jobrequests-calls")
 	b.ReportMetric(ms(allCreated.Sub(start)), "all-created-ms")
 	b.ReportMetric(ms(allServed), "all-served-ms")
+	// From the last waiting job's first hook to the moment every job had
+	// its instance (negative: all were made before that hook arrived).
+	var lastHook time.Time
+	for _, d := range emu.Deliveries() {
+		if d.JobState == adoemu.StateWaiting && d.Attempt == 1 && d.Time.After(lastHook) {
+			lastHook = d.Time
+		}
+	}
+	b.ReportMetric(ms(allCreated.Sub(lastHook)), "last-hook-to-all-created-ms")
 	b.StartTimer()
 }
 
