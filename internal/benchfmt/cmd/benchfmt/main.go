@@ -38,6 +38,8 @@ var ratios = []benchfmt.Ratio{
 	{Name: "Burst/memory", Unit: "creates/job", Num: ref("Burst/memory", "creates"), Den: ref("Burst/memory", "jobs")},
 	{Name: "Burst/memory", Unit: "create-calls/job", Num: ref("Burst/memory", "create-calls"), Den: ref("Burst/memory", "jobs")},
 	{Name: "Burst/memory", Unit: "hooks/ado-call", Num: ref("Burst/memory", "hooks"), Den: ref("Burst/memory", "ado-calls")},
+	{Name: "Burst/memory-5000", Unit: "ado-calls/job", Num: ref("Burst/memory-5000", "ado-calls"), Den: ref("Burst/memory-5000", "jobs")},
+	{Name: "Burst/memory-5000", Unit: "creates/job", Num: ref("Burst/memory-5000", "creates"), Den: ref("Burst/memory-5000", "jobs")},
 	{Name: "Burst/docker", Unit: "ado-calls/job", Num: ref("Burst/docker", "ado-calls"), Den: ref("Burst/docker", "jobs")},
 	{Name: "Burst/docker", Unit: "creates/job", Num: ref("Burst/docker", "creates"), Den: ref("Burst/docker", "jobs")},
 	{Name: "Burst/docker", Unit: "create-calls/job", Num: ref("Burst/docker", "create-calls"), Den: ref("Burst/docker", "jobs")},
@@ -45,6 +47,7 @@ var ratios = []benchfmt.Ratio{
 
 var rules = []benchfmt.Rule{
 	{Ref: ref("Burst/memory", "duplicates"), Want: 0},
+	{Ref: ref("Burst/memory-5000", "duplicates"), Want: 0},
 	{Ref: ref("Burst/docker", "duplicates"), Want: 0},
 }
 
