@@ -595,6 +595,25 @@ func TestClientRateLimitDelayHonoured(t *testing.T) {
 	if len(f.obs.remaining) != 1 || f.obs.remaining[0] != 3.25 {
 		t.Errorf("rate limit remaining observed %v", f.obs.remaining)
 	}
+	// Delayed once: the passes slow down for the rate-limit window.
+	if got := f.c.Pace(); got != maxPace {
+		t.Errorf("pace after a delayed request %s, want %s", got, maxPace)
+	}
+}
+
+func TestClientPacesAsTheBudgetRunsLow(t *testing.T) {
+	var calls atomic.Int32
+	f := clientNew(t, clientThrottleThenServe(503, map[string]string{"X-RateLimit-Remaining": "10", "X-RateLimit-Limit": "200"}, &calls), Options{})
+	if got := f.c.Pace(); got != 0 {
+		t.Errorf("pace before any answer %s, want 0", got)
+	}
+	if _, err := f.c.PoolID(t.Context(), "linux"); err != nil {
+		t.Fatal(err)
+	}
+	// 10 of 200 left is a fifth of the quarter below which passes slow.
+	if got, want := f.c.Pace(), maxPace*4/5; got != want {
+		t.Errorf("pace with 10 of 200 left %s, want %s", got, want)
+	}
 }
 
 func TestClientRetryAfterBeyondDeadline(t *testing.T) {
