@@ -46,7 +46,7 @@ type Options struct {
 	AzureDevOps AzureDevOps
 	Pools       []Pool
 	Metrics     *metrics.Metrics // nil records nothing
-	Logger      *slog.Logger
+	Logger      *slog.Logger     // nil logs nothing
 	// Parallelism bounds concurrent provider and Azure DevOps writes per pool.
 	Parallelism int
 	// CallTimeout bounds each call that leaves the process.
@@ -92,7 +92,7 @@ type Scaler struct {
 // New returns a Scaler; it starts nothing until triggered.
 func New(opt Options) *Scaler {
 	if opt.Logger == nil {
-		opt.Logger = slog.Default()
+		opt.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opt.Parallelism <= 0 {
 		opt.Parallelism = 8

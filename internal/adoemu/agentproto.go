@@ -103,7 +103,7 @@ func (e *Emulator) endSessionLocked(a *agent) {
 func (e *Emulator) sendJobLocked(s *session, r *request) {
 	body, err := json.Marshal(e.jobMessageLocked(r))
 	if err != nil {
-		e.log.Error("encode job message", "request", r.id, "err", err)
+		e.log.Error("encode job message", "request", r.id, "error", err)
 		return
 	}
 	s.messages = append(s.messages, message{id: e.nextMessageID, kind: jobMessageType, body: string(body), requestID: r.id})

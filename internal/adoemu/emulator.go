@@ -136,7 +136,7 @@ type Options struct {
 	// session has no message, before answering 202 with no body. Default
 	// 50s, about what the service holds it.
 	MessageWait time.Duration
-	// Logger receives the emulator's logs. Default slog.Default().
+	// Logger receives the emulator's logs; nil logs nothing.
 	Logger *slog.Logger
 }
 
@@ -321,7 +321,7 @@ func New(opts Options) *Emulator {
 	}
 	log := opts.Logger
 	if log == nil {
-		log = slog.Default()
+		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Emulator{
@@ -365,7 +365,7 @@ func (e *Emulator) Start(addr string) (string, error) {
 	e.mu.Unlock()
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			e.log.Error("serve", "err", err)
+			e.log.Error("serve", "error", err)
 		}
 	}()
 	return e.OrgURL(), nil
@@ -404,7 +404,7 @@ func (e *Emulator) Close() {
 	e.cancel()
 	if srv != nil {
 		if err := srv.Close(); err != nil {
-			e.log.Warn("close server", "err", err)
+			e.log.Warn("close server", "error", err)
 		}
 	}
 	e.wg.Wait()
@@ -730,7 +730,7 @@ func (e *Emulator) matchesLocked(a *agent, r *request) bool {
 	maps.Copy(caps, a.userCaps)
 	ok, err := azuredevops.Satisfies(caps, r.demands)
 	if err != nil {
-		e.log.Warn("unparsable demand", "request", r.id, "err", err)
+		e.log.Warn("unparsable demand", "request", r.id, "error", err)
 	}
 	return ok
 }

@@ -171,7 +171,7 @@ func (e *Emulator) postLocked(r *request) {
 		payload.SubscriptionID, payload.NotificationID = sub.id, sub.notifications
 		body, err := json.Marshal(payload)
 		if err != nil {
-			e.log.Error("encode event", "err", err)
+			e.log.Error("encode event", "error", err)
 			continue
 		}
 		b := sentBody{notificationID: sub.notifications, body: body}
@@ -240,7 +240,7 @@ func (e *Emulator) deliver(sub *subscription, ev *event, b sentBody) {
 			}
 			delay *= 2
 		default:
-			e.log.Warn("service hook delivery failed", "subscription", sub.id, "event", ev.id, "status", status, "err", err)
+			e.log.Warn("service hook delivery failed", "subscription", sub.id, "event", ev.id, "status", status, "error", err)
 			e.settle(sub, "")
 			return
 		}

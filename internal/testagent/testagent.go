@@ -302,7 +302,7 @@ func (a *agent) register(ctx context.Context, poolID int) (int, error) {
 // agent leaves nothing behind.
 func (a *agent) unregister(ctx context.Context, poolID, agentID int) {
 	if err := a.srv.deleteAgent(context.WithoutCancel(ctx), poolID, agentID); err != nil {
-		a.log.Error("unregister failed", "agent", a.cfg.name, "id", agentID, "err", err)
+		a.log.Error("unregister failed", "agent", a.cfg.name, "id", agentID, "error", err)
 		return
 	}
 	a.log.Info("unregistered", "agent", a.cfg.name, "id", agentID)
@@ -331,7 +331,7 @@ func (a *agent) session(ctx context.Context, poolID, agentID int) error {
 			a.cfg.name, a.cfg.pool, err)
 	}
 	if cerr := a.srv.deleteSession(context.WithoutCancel(ctx), poolID, s.SessionID); cerr != nil {
-		a.log.Error("closing the session failed", "session", s.SessionID, "err", cerr)
+		a.log.Error("closing the session failed", "session", s.SessionID, "error", cerr)
 	} else {
 		a.log.Info("session closed", "session", s.SessionID)
 	}
@@ -371,7 +371,7 @@ func (a *agent) waitForJob(ctx context.Context, poolID int, sessionID string) (*
 		case isAuth(err):
 			return nil, err
 		case err != nil:
-			a.log.Warn("message poll failed, retrying", "err", err, "retry_in", backoff)
+			a.log.Warn("message poll failed, retrying", "error", err, "retry_in", backoff)
 			sleep(idle, backoff)
 			backoff = min(2*backoff, 15*time.Second)
 			continue
@@ -391,7 +391,7 @@ func (a *agent) waitForJob(ctx context.Context, poolID int, sessionID string) (*
 func (a *agent) ack(ctx context.Context, poolID int, sessionID string, messageID int64) {
 	if err := a.srv.deleteMessage(context.WithoutCancel(ctx), poolID, sessionID, messageID); err != nil {
 		// The next poll passes lastMessageId, which acknowledges it too.
-		a.log.Warn("acknowledging a message failed", "message", messageID, "err", err)
+		a.log.Warn("acknowledging a message failed", "message", messageID, "error", err)
 	}
 }
 
@@ -411,7 +411,7 @@ func (a *agent) runJob(ctx context.Context, poolID int, sessionID string, msg *t
 	err := a.srv.updateRequest(ctx, poolID, jobRequestUpdate{RequestID: job.RequestID, ReceiveTime: &now})
 	switch {
 	case status(err) == http.StatusConflict:
-		a.log.Warn("job ended by the server before it started", "job", 1, "request", job.RequestID, "err", err)
+		a.log.Warn("job ended by the server before it started", "job", 1, "request", job.RequestID, "error", err)
 		return nil
 	case err != nil && ctx.Err() == nil:
 		return fmt.Errorf("report job %d started: %w", job.RequestID, err)
@@ -422,7 +422,7 @@ func (a *agent) runJob(ctx context.Context, poolID int, sessionID string, msg *t
 	case ctx.Err() != nil:
 		result = "canceled"
 	case rtErr != nil:
-		a.log.Error("job failed", "job", 1, "request", job.RequestID, "err", rtErr)
+		a.log.Error("job failed", "job", 1, "request", job.RequestID, "error", rtErr)
 		result = "failed"
 	default:
 		a.log.Info("job started", "job", 1, "request", job.RequestID, "run_time", runTime)
@@ -435,7 +435,7 @@ func (a *agent) runJob(ctx context.Context, poolID int, sessionID string, msg *t
 		jobRequestUpdate{RequestID: job.RequestID, FinishTime: &now, Result: result})
 	switch {
 	case status(err) == http.StatusConflict:
-		a.log.Warn("job already ended by the server", "job", 1, "request", job.RequestID, "err", err)
+		a.log.Warn("job already ended by the server", "job", 1, "request", job.RequestID, "error", err)
 	case err != nil:
 		return fmt.Errorf("report job %d finished (%s): %w", job.RequestID, result, err)
 	default:

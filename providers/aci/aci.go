@@ -96,7 +96,7 @@ type Options struct {
 
 	Wait         time.Duration // how long Create and Delete follow the operation; DefaultWait when 0
 	PollInterval time.Duration // between polls when the service gives no Retry-After; DefaultPollInterval when 0
-	Logger       *slog.Logger  // slog.Default() when nil
+	Logger       *slog.Logger  // nil logs nothing
 }
 
 // DNS is the resolver configuration inside a container group.
@@ -168,7 +168,7 @@ func New(opt Options) (*Provider, error) {
 		opt.PollInterval = DefaultPollInterval
 	}
 	if opt.Logger == nil {
-		opt.Logger = slog.Default()
+		opt.Logger = slog.New(slog.DiscardHandler)
 	}
 	clientOpts := opt.Client
 	if clientOpts.Retry.StatusCodes == nil {

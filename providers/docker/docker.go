@@ -113,7 +113,7 @@ type Options struct {
 	// that started it gives up, so that a later Create finds the image.
 	// Default DefaultPullTimeout.
 	PullTimeout time.Duration
-	// Logger receives pull progress and setup failures. Default slog.Default().
+	// Logger receives pull progress and setup failures; nil logs nothing.
 	Logger *slog.Logger
 }
 
@@ -201,7 +201,7 @@ func New(opts Options) (*Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker: engine client: %w", err)
 	}
-	p := &Provider{cli: cli, opts: opts, log: cmp.Or(opts.Logger, slog.Default()), pulls: map[string]*pullCall{}}
+	p := &Provider{cli: cli, opts: opts, log: cmp.Or(opts.Logger, slog.New(slog.DiscardHandler)), pulls: map[string]*pullCall{}}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	return p, nil
 }

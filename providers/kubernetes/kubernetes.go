@@ -118,7 +118,7 @@ type Options struct {
 	CallTimeout time.Duration
 
 	Now    func() time.Time // time.Now when nil
-	Logger *slog.Logger     // slog.Default() when nil
+	Logger *slog.Logger     // nil logs nothing
 }
 
 // Provider runs agents as Jobs. It is safe for concurrent use.
@@ -153,7 +153,7 @@ func New(opt Options) (*Provider, error) {
 		opt.Now = time.Now
 	}
 	if opt.Logger == nil {
-		opt.Logger = slog.Default()
+		opt.Logger = slog.New(slog.DiscardHandler)
 	}
 	cfg, err := restConfig(opt)
 	if err != nil {

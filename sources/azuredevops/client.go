@@ -115,7 +115,7 @@ type Options struct {
 	// ObserveRateLimit, when set, receives X-RateLimit-Remaining whenever
 	// Azure DevOps sends it.
 	ObserveRateLimit func(remaining float64)
-	Logger           *slog.Logger // slog.Default() when nil
+	Logger           *slog.Logger // nil logs nothing
 	UserAgent        string       // "agentscaler" when empty
 }
 
@@ -191,7 +191,7 @@ func NewClient(orgURL string, auth Authorizer, opts Options) (*Client, error) {
 	}
 	log := opts.Logger
 	if log == nil {
-		log = slog.Default()
+		log = slog.New(slog.DiscardHandler)
 	}
 	return &Client{
 		org: u, auth: auth, http: hc, opts: opts, log: log,
