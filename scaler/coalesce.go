@@ -3,6 +3,8 @@ package scaler
 import (
 	"context"
 	"time"
+
+	"github.com/agentscaler/agentscaler/sources/azuredevops"
 )
 
 // flight is a pool's in-flight reconcile and the one trailing run queued
@@ -10,12 +12,14 @@ import (
 // burst of triggers while a run is in flight costs one more run, not one each.
 type flight struct {
 	running bool
-	started bool      // cur has begun observing: a trigger now needs next
-	cur     *run      // in flight, or held back by the pace
-	next    *run      // queued behind it; nil if none
-	ended   time.Time // when the last run ended, for the pace
-	fails   int       // reconciles failed in a row
-	lastErr string    // the last failure, logged once while it repeats
+	started bool          // cur has begun observing: a trigger now needs next
+	cur     *run          // in flight, or held back
+	next    *run          // queued behind it; nil if none
+	urgent  bool          // the run to come answers a waiting job: no minimum gap
+	wake    chan struct{} // closed when an urgent trigger joins a held run
+	ended   time.Time     // when the last run ended, for the pace
+	fails   int           // reconciles failed in a row
+	lastErr string        // the last failure, logged once while it repeats
 }
 
 // Failed reconciles back off from failureBackoffMin, doubling up to
@@ -26,10 +30,14 @@ const (
 	failureBackoffMax = 16 * time.Second
 )
 
-// hold is how long after the last run the next may start: the source's pace,
-// or longer while reconciles fail.
-func (s *Scaler) hold(fails int) time.Duration {
-	d := s.opt.MinGap
+// hold is how long after the last run the next may start: the minimum gap
+// when it trails a run (triggers came in while that one ran), the source's
+// pace, or longer while reconciles fail.
+func (s *Scaler) hold(trailing bool, fails int) time.Duration {
+	var d time.Duration
+	if trailing {
+		d = s.opt.MinGap
+	}
 	if s.opt.Pace != nil {
 		d = max(d, s.opt.Pace())
 	}
@@ -44,13 +52,59 @@ type run struct {
 	err  error         // set before done is closed
 }
 
-// Trigger asks for a reconcile of the pool without waiting for it.
-func (s *Scaler) Trigger(pool string) { s.start(pool) }
+// JobWaiting is the event of a job queued, with its job id when the source
+// knows it. Every pool is reconciled: a pool whose last observation did not
+// list the job at once, one that did only after the minimum gap, since the
+// event tells it nothing new (in a flood of service hooks, most arrive after
+// a pass already saw their job).
+func (s *Scaler) JobWaiting(jobID string) {
+	for _, p := range s.order {
+		s.mu.Lock()
+		known := jobID != "" && s.seen[p][jobID]
+		s.mu.Unlock()
+		s.start(p, !known)
+	}
+}
 
-// TriggerAll asks for a reconcile of every pool without waiting.
+// JobCompleted is the event of a job that ended: every pool is tidied up
+// after the minimum gap, and looked at again recheck later, when the
+// single-use agent that ran it has exited (its container runs on for a
+// moment after it unregisters).
+func (s *Scaler) JobCompleted(recheck time.Duration) {
+	s.TidyAll()
+	s.TriggerAllSoon(recheck)
+}
+
+// noteJobs records the job ids a pool's observation listed.
+func (s *Scaler) noteJobs(pool string, requests []azuredevops.JobRequest) {
+	ids := make(map[string]bool, len(requests))
+	for _, r := range requests {
+		if r.JobID != "" {
+			ids[r.JobID] = true
+		}
+	}
+	s.mu.Lock()
+	s.seen[pool] = ids
+	s.mu.Unlock()
+}
+
+// Trigger asks for a reconcile of the pool without waiting for it, for a
+// job that waits: it is never held by the minimum gap.
+func (s *Scaler) Trigger(pool string) { s.start(pool, true) }
+
+// TriggerAll asks for a reconcile of every pool without waiting, for a job
+// that waits.
 func (s *Scaler) TriggerAll() {
 	for _, p := range s.order {
-		s.start(p)
+		s.start(p, true)
+	}
+}
+
+// TidyAll asks for a reconcile of every pool without waiting, to clean up
+// after a job that ended: it may wait out the minimum gap.
+func (s *Scaler) TidyAll() {
+	for _, p := range s.order {
+		s.start(p, false)
 	}
 }
 
@@ -67,14 +121,14 @@ func (s *Scaler) TriggerAllSoon(d time.Duration) {
 		s.mu.Lock()
 		s.soon = false
 		s.mu.Unlock()
-		s.TriggerAll()
+		s.TidyAll()
 	})
 }
 
 // Run asks for a reconcile of the pool and waits until a run that started
 // after this call has finished, returning its error.
 func (s *Scaler) Run(ctx context.Context, pool string) error {
-	r := s.start(pool)
+	r := s.start(pool, false)
 	select {
 	case <-r.done:
 		return r.err
@@ -109,11 +163,11 @@ func (s *Scaler) logOutcome(pool string, f *flight, err error) {
 	case err == nil:
 	case err.Error() == f.lastErr:
 		f.fails++
-		s.log.Debug("reconcile failed again", "pool", pool, "failed_in_a_row", f.fails, "next_in", s.hold(f.fails), "error", err)
+		s.log.Debug("reconcile failed again", "pool", pool, "failed_in_a_row", f.fails, "next_in", s.hold(false, f.fails), "error", err)
 	default:
 		f.fails++
 		f.lastErr = err.Error()
-		s.log.Warn("reconcile failed", "pool", pool, "failed_in_a_row", f.fails, "next_in", s.hold(f.fails), "error", err)
+		s.log.Warn("reconcile failed", "pool", pool, "failed_in_a_row", f.fails, "next_in", s.hold(false, f.fails), "error", err)
 	}
 }
 
@@ -156,8 +210,9 @@ func (s *Scaler) WaitIdle(ctx context.Context) error {
 	}
 }
 
-// start returns a run that begins after now.
-func (s *Scaler) start(pool string) *run {
+// start returns a run that begins after now; an urgent trigger cuts the
+// minimum gap short.
+func (s *Scaler) start(pool string, urgent bool) *run {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f := s.flight[pool]
@@ -165,16 +220,21 @@ func (s *Scaler) start(pool string) *run {
 		f = &flight{}
 		s.flight[pool] = f
 	}
-	if f.running && !f.started {
-		return f.cur // held back: it starts after this trigger
+	if f.running && !f.started { // held back: it starts after this trigger
+		if urgent && !f.urgent {
+			f.urgent = true
+			close(f.wake)
+		}
+		return f.cur
 	}
 	if f.running {
 		if f.next == nil {
 			f.next = &run{done: make(chan struct{})}
 		}
+		f.urgent = f.urgent || urgent
 		return f.next
 	}
-	f.running = true
+	f.running, f.urgent, f.wake = true, urgent, make(chan struct{})
 	f.cur = &run{done: make(chan struct{})}
 	s.wg.Add(1)
 	go s.fly(pool, f)
@@ -186,20 +246,10 @@ func (s *Scaler) start(pool string) *run {
 // meantime join it. Once Stop is called, nothing is held back.
 func (s *Scaler) fly(pool string, f *flight) {
 	defer s.wg.Done()
-	for {
+	for trailing := false; ; trailing = true {
+		s.wait(f, trailing)
 		s.mu.Lock()
-		ended, fails := f.ended, f.fails
-		s.mu.Unlock()
-		if wait := time.Until(ended.Add(s.hold(fails))); wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-t.C:
-			case <-s.quit:
-				t.Stop()
-			}
-		}
-		s.mu.Lock()
-		f.started = true
+		f.started, f.urgent = true, false
 		s.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), s.opt.RunTimeout+time.Second)
 		_, err := s.Reconcile(ctx, pool)
@@ -215,6 +265,37 @@ func (s *Scaler) fly(pool string, f *flight) {
 			return
 		}
 		f.cur, f.next = f.next, nil
+		if !f.urgent {
+			f.wake = make(chan struct{})
+		}
 		s.mu.Unlock()
+	}
+}
+
+// wait holds a run back until its hold has passed since the last run
+// ended, Stop is called, or an urgent trigger lifts the minimum gap (the
+// pace and the failure backoff still apply then).
+func (s *Scaler) wait(f *flight, trailing bool) {
+	for {
+		s.mu.Lock()
+		ended, fails, urgent, wake := f.ended, f.fails, f.urgent, f.wake
+		s.mu.Unlock()
+		if urgent {
+			wake = nil // already lifted: wait on the rest
+		}
+		wait := time.Until(ended.Add(s.hold(trailing && !urgent, fails)))
+		if wait <= 0 {
+			return
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+			return
+		case <-s.quit:
+			t.Stop()
+			return
+		case <-wake:
+			t.Stop()
+		}
 	}
 }

@@ -58,10 +58,11 @@ type Options struct {
 	// Retries is how many times a retryable write is tried again.
 	Retries int
 	Now     func() time.Time
-	// MinGap is the least time between the end of one reconcile of a pool
-	// and the start of the next: a pool idle for longer is reconciled at
-	// once, and a burst of service hooks costs a pass per MinGap, not one
-	// per pass time. 0 runs passes back to back.
+	// MinGap is the least time between the end of a reconcile of a pool and
+	// the start of the run that trails it (triggered while it ran): a
+	// trigger for an idle pool is served at once, and a flood of service
+	// hooks costs a pass per MinGap, not one per pass time. 0 runs trailing
+	// passes back to back.
 	MinGap time.Duration
 	// Pace, when set, is the least time between the end of one reconcile of
 	// a pool and the start of the next, asked before each run: the source
@@ -82,7 +83,8 @@ type Scaler struct {
 	log    *slog.Logger
 	mu     sync.Mutex
 	flight map[string]*flight
-	quit   chan struct{} // closed by Stop: runs are no longer held back
+	quit   chan struct{}              // closed by Stop: runs are no longer held back
+	seen   map[string]map[string]bool // by pool: the job ids its last observation listed
 	stop   sync.Once
 	soon   bool // a TriggerAllSoon is pending
 	wg     sync.WaitGroup
@@ -111,7 +113,7 @@ func New(opt Options) *Scaler {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	s := &Scaler{opt: opt, pools: map[string]*Pool{}, log: opt.Logger, flight: map[string]*flight{}, quit: make(chan struct{}), life: newLifecycle()}
+	s := &Scaler{opt: opt, pools: map[string]*Pool{}, log: opt.Logger, flight: map[string]*flight{}, quit: make(chan struct{}), seen: map[string]map[string]bool{}, life: newLifecycle()}
 	for i := range opt.Pools {
 		p := &opt.Pools[i]
 		s.pools[p.Pool] = p
@@ -222,6 +224,7 @@ func (s *Scaler) Reconcile(ctx context.Context, pool string) (Result, error) {
 		s.log.Warn("unparsable demand", "pool", pool, "problem", msg)
 	}
 	s.life.observe(s.opt.Metrics, pool, o)
+	s.noteJobs(pool, o.Requests)
 	s.opt.Metrics.SetWaitingJobs(pool, res.Decision.Waiting)
 	res.Failed = s.apply(ctx, p, res.Decision.Actions)
 	// The gauges show the pool after this pass, not before it: what was

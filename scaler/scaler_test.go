@@ -545,23 +545,64 @@ func TestFailingReconcilesBackOff(t *testing.T) {
 }
 
 // TestHold: the hold before a pool's next run is the longest of the
-// minimum gap, the source's pace and the failure backoff.
+// minimum gap (for a trailing run only), the source's pace and the failure
+// backoff.
 func TestHold(t *testing.T) {
+	const gap = 500 * time.Millisecond
 	tests := []struct {
-		gap, pace time.Duration
-		fails     int
-		want      time.Duration
+		trailing bool
+		pace     time.Duration
+		fails    int
+		want     time.Duration
 	}{
-		{0, 0, 0, 0},
-		{500 * time.Millisecond, 0, 0, 500 * time.Millisecond},
-		{500 * time.Millisecond, 3 * time.Second, 0, 3 * time.Second},
-		{500 * time.Millisecond, 0, 3, 4 * failureBackoffMin},
-		{0, 0, 100, failureBackoffMax},
+		{false, 0, 0, 0},
+		{true, 0, 0, gap},
+		{true, 3 * time.Second, 0, 3 * time.Second},
+		{false, 3 * time.Second, 0, 3 * time.Second},
+		{true, 0, 3, 4 * failureBackoffMin},
+		{false, 0, 100, failureBackoffMax},
 	}
 	for _, tc := range tests {
-		s := New(Options{MinGap: tc.gap, Pace: func() time.Duration { return tc.pace }})
-		if got := s.hold(tc.fails); got != tc.want {
-			t.Errorf("gap %s, pace %s, %d failures: hold %s, want %s", tc.gap, tc.pace, tc.fails, got, tc.want)
+		s := New(Options{MinGap: gap, Pace: func() time.Duration { return tc.pace }})
+		if got := s.hold(tc.trailing, tc.fails); got != tc.want {
+			t.Errorf("trailing %v, pace %s, %d failures: hold %s, want %s", tc.trailing, tc.pace, tc.fails, got, tc.want)
 		}
+	}
+}
+
+// TestJobWaitingUrgency: a waiting job's event reconciles at once when the
+// last pass did not list the job, and waits out the minimum gap when it did
+// (a flood of hooks for jobs a pass already saw costs no extra passes).
+func TestJobWaitingUrgency(t *testing.T) {
+	f := newFixture(t, adoemu.Options{Latency: map[string]time.Duration{adoemu.EndpointJobRequests: 100 * time.Millisecond}}, nil)
+	f.s.opt.MinGap = time.Hour
+	t.Cleanup(f.s.Stop)
+	f.emu.QueueJob("Default", adoemu.Job{Demands: []string{"docker"}})
+	if err := f.s.Run(context.Background(), "linux"); err != nil {
+		t.Fatal(err)
+	}
+	seen := f.emu.Requests("Default")[0].JobID
+	reads := func() int { return f.emu.Calls()[adoemu.EndpointJobRequests] }
+
+	// A pass in flight, and the event of a job it already knows: the run
+	// that trails it is held back by the gap.
+	f.s.TidyAll()
+	for reads() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	f.s.JobWaiting(seen)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	err := f.s.WaitIdle(ctx)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) || reads() != 2 {
+		t.Fatalf("the event of a known job: WaitIdle %v after %d reads, want the trailing run held back after 2", err, reads())
+	}
+	// The event of a job no pass has seen lifts the gap.
+	f.s.JobWaiting("6f1c2b0e-0000-4000-8000-00000000abcd")
+	if err := f.s.WaitIdle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if reads() != 3 {
+		t.Errorf("%d job-request reads, want 3: the held run ran once", reads())
 	}
 }

@@ -322,15 +322,10 @@ func (a *app) accept(e azuredevops.Event) {
 	}
 	switch {
 	case e.Type == azuredevops.EventJobStateChanged && e.State == "waiting":
-		a.scaler.TriggerAll()
+		a.scaler.JobWaiting(e.JobID)
 	case e.Type == azuredevops.EventJobStateChanged && e.State == "completed",
 		e.Type == azuredevops.EventRunStateChanged && e.State == "completed":
-		a.scaler.TriggerAll()
-		// The agent that ran the job unregisters a moment before its
-		// container exits; a reconcile in that moment takes the container
-		// for one still starting and gives it a waiting job. Looking again
-		// shortly after sees it gone, instead of waiting for the timer.
-		a.scaler.TriggerAllSoon(recheckDelay)
+		a.scaler.JobCompleted(recheckDelay)
 	}
 }
 
@@ -338,7 +333,7 @@ func (a *app) accept(e azuredevops.Event) {
 // again: longer than an ephemeral agent takes to exit once unregistered.
 const recheckDelay = 2 * time.Second
 
-// minGap is the least time between two passes of one pool: a job queued
-// while the pool is idle is served at once, and during a burst of hooks the
-// passes follow each other at most this often.
+// minGap is the least time between a pass of one pool and the one that
+// trails it: a job queued while the pool is idle is served at once, and
+// during a flood of hooks the passes follow each other at most this often.
 var minGap = 500 * time.Millisecond
