@@ -52,6 +52,25 @@ func TestWebhookWaitsTheStartLatency(t *testing.T) {
 	}
 }
 
+// TestBurstOfAThousand: 1,000 jobs queued within ten seconds, each with its
+// own agent allowed: the webhook policy's p95 wait stays within a couple of
+// seconds of the start latency, and no job gets two agents.
+func TestBurstOfAThousand(t *testing.T) {
+	var jobs []Job
+	for i := range 1000 {
+		jobs = append(jobs, Job{QueuedAt: time.Duration(i) * 10 * time.Millisecond, Duration: 5 * time.Minute, Demands: []string{"docker"}})
+	}
+	pool := testPool(1000, 0)
+	pool.Capabilities = map[string]string{"docker": ""}
+	r := mustRun(t, jobs, "webhook", Options{Pool: pool, StartLatency: fixed(5 * time.Second), HookDelay: time.Second})
+	if r.Unserved != 0 || r.DuplicateAgents != 0 {
+		t.Fatalf("result %+v; want every job served once", r)
+	}
+	if r.WaitP95 > 5+1+2 {
+		t.Errorf("p95 wait %.1f s, want at most the 5 s start, the 1 s hook delay and 2 s more", r.WaitP95)
+	}
+}
+
 // TestPollWaitsForTheTick: with a timer only, a job waits for the next tick.
 func TestPollWaitsForTheTick(t *testing.T) {
 	jobs := []Job{{QueuedAt: 31 * time.Second, Duration: time.Minute}}
