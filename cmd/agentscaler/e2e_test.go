@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"iter"
@@ -91,7 +92,7 @@ pools:
     max_agents: 4
     capabilities: {java: ""}
     agent: {image: %[2]s, env: {java: "17"}}
-    docker: {host: %[3]s, network: host, pull: never, token_file: false}
+    docker: {host: %[3]s, network: host, pull: never}
 `, emu.OrgURL(), image, eng.Host), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -155,6 +156,7 @@ pools:
 	// is slow: the second copy must change nothing.
 	redelivered := map[string]bool{}
 	seen := map[string]providers.Instance{} // every instance ever listed
+	inspected := map[string]bool{}
 	poll := func() (left int) {
 		for _, d := range emu.Deliveries() {
 			if d.Attempt == 1 && !redelivered[d.EventID] {
@@ -174,6 +176,15 @@ pools:
 			for _, in := range list {
 				if prev, ok := seen[in.Name]; !ok || prev.Started.IsZero() {
 					seen[in.Name] = in
+				}
+				// The token reaches the agent as a file: docker inspect,
+				// which anyone with the engine's socket can run, never
+				// shows it.
+				if key := in.Name + in.Created.String(); !inspected[key] {
+					inspected[key] = true
+					if raw, err := eng.Inspect(ctx, in.Name); err == nil && bytes.Contains(raw, []byte(testPAT)) {
+						t.Errorf("docker inspect %s shows the token", in.Name)
+					}
 				}
 			}
 			left += len(list)
@@ -260,6 +271,9 @@ pools:
 		if containers[name] == 0 {
 			t.Errorf("agent %s ran %v but no container of that name was created", name, ids)
 		}
+	}
+	if len(inspected) < 17 {
+		t.Errorf("%d containers inspected, want every one of the 17", len(inspected))
 	}
 	answered := map[string]int{} // event -> deliveries answered 200
 	for _, d := range emu.Deliveries() {

@@ -238,6 +238,12 @@ func (e *Engine) api(ctx context.Context, method, path string) ([]byte, error) {
 	return body, nil
 }
 
+// Inspect returns the engine's description of a container, as docker
+// inspect prints it.
+func (e *Engine) Inspect(ctx context.Context, name string) ([]byte, error) {
+	return e.api(ctx, http.MethodGet, "/containers/"+url.PathEscape(name)+"/json")
+}
+
 // Created returns the name of every container created since t, in order,
 // one entry per container even when a name comes back: the engine's own
 // record, which polling the container list misses when a container comes
