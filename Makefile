@@ -21,13 +21,16 @@ run: build
 	@$(MAKE) --no-print-directory deps DEPS=dockerd:docker.io
 	scripts/with-dockerd $(BIN) demo
 
-# Installs what the tests need (see deps) when missing, then runs every test with the race detector.
+# Installs what the tests need (see deps) when missing, then runs every test with the race detector, and
+# every fuzz target for a few seconds beyond its seed corpus.
 test: deps kubebins
 	CI=$${CI:-} $(GO) test -race -count=1 ./...
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
 
 # Runs every fuzz target of the repository for FUZZTIME each (`go test` runs only their seed corpora): in each
 # package whose tests define a func Fuzz..., the targets go test -list names, one at a time (-fuzz takes one).
 FUZZTIME ?= 30s
+TEST_FUZZTIME ?= 3s
 fuzz:
 	@for dir in $$(grep -l '^func Fuzz' $$(git ls-files --cached --others --exclude-standard '*_test.go') | xargs -n1 dirname | sort -u); do \
 	  for target in $$($(GO) test -list '^Fuzz' ./$$dir | grep '^Fuzz'); do \
