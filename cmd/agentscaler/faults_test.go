@@ -814,8 +814,13 @@ func TestFaultMatrix(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			row := runFaults(t, r.faults...)
 			row.name = name
-			if t.Failed() {
+			switch {
+			case t.Failed():
 				row.note = "FAILED"
+			case row.converge > faultInterval:
+				// Reported, not failed: a loaded machine may delay the
+				// pass; the failure backoff can too, by design.
+				row.note = "(later than one timer interval)"
 			}
 			table = append(table, row)
 		})
