@@ -680,8 +680,8 @@ type matrixRow struct {
 }
 
 // runFaults runs one row: the faults on, jobs queued, the faults off after
-// faultFor, then the invariants.
-func runFaults(t *testing.T, faults ...fault) matrixRow {
+// lasting, then the invariants.
+func runFaults(t *testing.T, lasting time.Duration, faults ...fault) matrixRow {
 	w := newFaultWorld(t)
 	var names []string
 	for _, f := range faults {
@@ -701,7 +701,7 @@ func runFaults(t *testing.T, faults ...fault) matrixRow {
 			f.during(w)
 		}
 	}
-	time.Sleep(time.Until(queued.Add(faultFor)))
+	time.Sleep(time.Until(queued.Add(lasting)))
 	stopped := time.Now()
 	for _, f := range faults {
 		f.off(w)
@@ -774,10 +774,16 @@ func TestFaultMatrix(t *testing.T) {
 		t.Skip("the fault matrix runs the loop for about 40 s")
 	}
 	rows := []struct {
-		faults []fault
-		skip   string
+		faults  []fault
+		lasting time.Duration // default faultFor
+		skip    string
+		known   string // why the row may converge later than one timer interval
 	}{
 		{faults: []fault{faultREST5xx}},
+		// An outage long enough for the failure backoff to grow past
+		// the timer interval.
+		{faults: []fault{faultREST5xx}, lasting: 6 * time.Second,
+			known: "KNOWN: the failure backoff (0.5 s doubling to 16 s) holds back the timer's passes and the hooks' after the outage"},
 		{faults: []fault{faultREST429}},
 		{faults: []fault{faultRESTSlow}},
 		{faults: []fault{faultRESTTruncate}},
@@ -807,16 +813,23 @@ func TestFaultMatrix(t *testing.T) {
 			names = append(names, f.name)
 		}
 		name := strings.Join(names, " + ")
+		lasting := faultFor
+		if r.lasting > 0 {
+			lasting = r.lasting
+			name += fmt.Sprintf(" for %s", lasting)
+		}
 		if r.skip != "" {
 			table = append(table, matrixRow{name: name, note: "skipped: " + r.skip})
 			continue
 		}
 		t.Run(name, func(t *testing.T) {
-			row := runFaults(t, r.faults...)
+			row := runFaults(t, lasting, r.faults...)
 			row.name = name
 			switch {
 			case t.Failed():
 				row.note = "FAILED"
+			case row.converge > faultInterval && r.known != "":
+				row.note = "(later than one timer interval; " + r.known + ")"
 			case row.converge > faultInterval:
 				// Reported, not failed: a loaded machine may delay the
 				// pass; the failure backoff can too, by design.
@@ -838,7 +851,7 @@ func TestFaultMatrix(t *testing.T) {
 		}
 		fmt.Fprintf(&b, "%6d %6d %10d %9s %6.2fs  %s %s\n", r.passes, r.hits, r.duplicates, converge, r.clean.Seconds(), r.name, r.note)
 	}
-	t.Logf("fault matrix: timer %s, call_timeout %s, %d jobs per row queued as the faults begin, faults on for %s;\n"+
+	t.Logf("fault matrix: timer %s, call_timeout %s, %d jobs per row queued as the faults begin, faults on for %s unless the row says;\n"+
 		"passes: reconciles in the row; fired: outcomes the faults changed; converge: from the faults' end until every job had\n"+
 		"its agent; clean: from the faults' end until no instance or agent of ours was left%s",
 		faultInterval, faultCallTimeout, faultJobs, faultFor, b.String())
