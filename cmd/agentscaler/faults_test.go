@@ -42,7 +42,7 @@ const (
 	// faultCallTimeout is reconcile.call_timeout: slow answers outlast it.
 	faultCallTimeout = time.Second
 	// faultFor is how long each fault lasts; the jobs are queued as it begins.
-	faultFor = 1500 * time.Millisecond
+	faultFor = 1200 * time.Millisecond
 	// faultJobs is how many jobs each row queues.
 	faultJobs = 4
 	// faultHang bounds each wait, only so that a hang fails instead of
@@ -370,15 +370,15 @@ func (p *faultProvider) set(change func(p *faultProvider)) {
 	change(p)
 }
 
-// perRequest counts the instances made for each request.
-func (p *faultProvider) perRequest() map[int64]int {
+// perRequest counts the instances made for each request, and in all.
+func (p *faultProvider) perRequest() (map[int64]int, int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := map[int64]int{}
 	for _, in := range p.made {
 		n[in.Request]++
 	}
-	return n
+	return n, len(p.made)
 }
 
 // faultWorld is one row's loop.
@@ -394,6 +394,21 @@ type faultWorld struct {
 	stops []func() error
 	jobs  []int64
 	hits  atomic.Int64 // faults that fired outside the fronts and the provider
+	// knownBug, when set, names a bug this row shows: breaches are logged
+	// as that bug instead of failing the test, and counted.
+	knownBug string
+	breaches int
+}
+
+// breach reports a broken invariant.
+func (w *faultWorld) breach(format string, args ...any) {
+	w.t.Helper()
+	w.breaches++
+	if w.knownBug != "" {
+		w.t.Logf("KNOWN BUG (%s): "+format, append([]any{w.knownBug}, args...)...)
+		return
+	}
+	w.t.Errorf(format, args...)
 }
 
 // faultHits is how often the row's faults changed an outcome: a fault that
@@ -439,6 +454,8 @@ pools:
 	emu.Subscribe(adoemu.Subscription{URL: hooks.URL, Username: "azdo", Password: testPassword})
 	stopAgents := simulate(t, emu, w.prov.mem)
 	t.Cleanup(func() { stopAgents() })
+	stopReaper := w.reapAgents()
+	t.Cleanup(stopReaper)
 	t.Cleanup(func() {
 		for i := range w.stops {
 			w.stopApp(i)
@@ -451,6 +468,32 @@ pools:
 		}
 	})
 	return w
+}
+
+// reapAgents plays the service noticing that an agent's process is gone:
+// burstAgents' agents only go offline after their job, but an instance
+// deleted before its agent took one kills the agent, which the service then
+// shows offline, and the scaler unregisters it.
+func (w *faultWorld) reapAgents() (stop func()) {
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			for _, a := range w.emu.Agents("Default") {
+				if _, running := w.prov.mem.Get(a.Name); a.Online && a.AssignedRequest == 0 && !running && ourAgent.MatchString(a.Name) {
+					_ = w.emu.SetAgentStatus("Default", a.Name, false) // it may have unregistered meanwhile
+				}
+			}
+		}
+	}()
+	return func() { close(done); <-stopped }
 }
 
 // startApp starts one more serve over the world's emulator and provider and
@@ -538,7 +581,7 @@ func (w *faultWorld) waitFor(what string, cond func() bool) bool {
 	deadline := time.Now().Add(faultHang)
 	for !cond() {
 		if time.Now().After(deadline) {
-			w.t.Errorf("timed out after %s waiting for %s", faultHang, what)
+			w.breach("timed out after %s waiting for %s", faultHang, what)
 			return false
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -654,6 +697,17 @@ var (
 		},
 		off: func(w *faultWorld) { w.startApp() },
 	}
+	// A second serve beside the first over the same Azure DevOps and
+	// provider, as a scaled-out Functions app runs: the hooks go to the
+	// second, both run their timers.
+	faultSecondServe = fault{
+		name: "a second serve beside the first",
+		on: func(w *faultWorld) {
+			w.startApp()
+			w.hits.Add(1)
+		},
+		off: func(*faultWorld) {},
+	}
 	// Early: the hook arrives before the job request list shows the job.
 	faultHooksEarly = fault{
 		name: "hooks early (before the list shows the job)",
@@ -681,8 +735,9 @@ type matrixRow struct {
 
 // runFaults runs one row: the faults on, jobs queued, the faults off after
 // lasting, then the invariants.
-func runFaults(t *testing.T, lasting time.Duration, faults ...fault) matrixRow {
+func runFaults(t *testing.T, lasting time.Duration, knownBug string, faults ...fault) matrixRow {
 	w := newFaultWorld(t)
+	w.knownBug = knownBug
 	var names []string
 	for _, f := range faults {
 		names = append(names, f.name)
@@ -720,6 +775,12 @@ func runFaults(t *testing.T, lasting time.Duration, faults ...fault) matrixRow {
 	if row.hits == 0 {
 		t.Error("the fault never fired")
 	}
+	if knownBug != "" {
+		row.note = fmt.Sprintf("KNOWN BUG: %s (%d breaches)", knownBug, w.breaches)
+		if w.breaches == 0 {
+			row.note = fmt.Sprintf("known bug did not show this time: %s", knownBug)
+		}
+	}
 	return row
 }
 
@@ -735,33 +796,32 @@ func (w *faultWorld) placeholder() bool {
 // checkInvariants waits for the queue to empty and the pool to be clean,
 // then counts duplicates.
 func (w *faultWorld) checkInvariants(row *matrixRow) {
-	t := w.t
-	t.Helper()
+	w.t.Helper()
 	w.waitFor("nothing of ours left", func() bool { return len(w.leftovers()) == 0 })
 	if left := w.leftovers(); len(left) > 0 {
-		t.Errorf("left behind: %v", left)
+		w.breach("left behind: %v", left)
 	}
 	if !w.placeholder() {
-		t.Error("the placeholder agent is gone")
+		w.breach("the placeholder agent is gone")
 	}
 	// No job had two agents: one instance made per job, each request run
 	// by one agent, and no agent (an instance's name) ran two jobs at once.
-	for req, n := range w.prov.perRequest() {
+	perRequest, made := w.prov.perRequest()
+	for req, n := range perRequest {
 		if n > 1 {
-			t.Errorf("request %d: %d instances made", req, n)
+			w.breach("request %d: %d instances made", req, n)
 		}
 	}
-	made := len(w.prov.made)
 	row.duplicates = max(0, made-len(w.jobs))
 	if row.duplicates > 0 {
-		t.Errorf("%d instances made for %d jobs", made, len(w.jobs))
+		w.breach("%d instances made for %d jobs", made, len(w.jobs))
 	}
 	for _, r := range w.emu.Requests("Default") {
 		switch {
 		case r.AssignTime.IsZero():
-			t.Errorf("request %d never had an agent", r.ID)
+			w.breach("request %d never had an agent", r.ID)
 		case !ourAgent.MatchString(r.Agent):
-			t.Errorf("request %d ran on %q, not an agent of ours", r.ID, r.Agent)
+			w.breach("request %d ran on %q, not an agent of ours", r.ID, r.Agent)
 		}
 	}
 	row.passes = w.passes()
@@ -771,13 +831,14 @@ func (w *faultWorld) checkInvariants(row *matrixRow) {
 // and prints the matrix.
 func TestFaultMatrix(t *testing.T) {
 	if testing.Short() {
-		t.Skip("the fault matrix runs the loop for about 40 s")
+		t.Skip("the fault matrix runs the loop for about 50 s")
 	}
 	rows := []struct {
 		faults  []fault
 		lasting time.Duration // default faultFor
 		skip    string
 		known   string // why the row may converge later than one timer interval
+		bug     string // a known bug the row shows: logged, not failed
 	}{
 		{faults: []fault{faultREST5xx}},
 		// An outage long enough for the failure backoff to grow past
@@ -801,6 +862,9 @@ func TestFaultMatrix(t *testing.T) {
 		{faults: []fault{faultHooksEarly}},
 		{faults: []fault{faultHooksLate}},
 		{faults: []fault{faultRestart}},
+		{faults: []fault{faultSecondServe}},
+		{faults: []fault{faultSecondServe, faultCreateHangs}, lasting: 2 * time.Second,
+			bug: "a create retried after a timed-out attempt that happened starts a second instance for a job already run, once the other serve deleted the first"},
 		{faults: []fault{faultREST5xx, faultCreateLies, faultListLags, faultHooksRepeated}},
 		{faults: []fault{faultRESTSlow, faultDeleteFails, faultCreateHangs, faultHooksOutOfOrder}},
 		{faults: []fault{faultRESTExpired, faultCreateRetryable, faultHooksEarly, faultHooksLost}},
@@ -823,9 +887,10 @@ func TestFaultMatrix(t *testing.T) {
 			continue
 		}
 		t.Run(name, func(t *testing.T) {
-			row := runFaults(t, lasting, r.faults...)
+			row := runFaults(t, lasting, r.bug, r.faults...)
 			row.name = name
 			switch {
+			case row.note != "":
 			case t.Failed():
 				row.note = "FAILED"
 			case row.converge > faultInterval && r.known != "":
