@@ -341,7 +341,7 @@ func (s *burstAgents) step(ctx context.Context) error {
 
 // simulate runs the agents every 10ms until the returned stop is called,
 // which returns how many REST calls they made.
-func simulate(b *testing.B, emu *adoemu.Emulator, mem *memory.Provider) (stop func() int) {
+func simulate(b testing.TB, emu *adoemu.Emulator, mem *memory.Provider) (stop func() int) {
 	client, err := azuredevops.NewClient(emu.OrgURL(), azuredevops.PAT(testPAT), azuredevops.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
@@ -457,7 +457,7 @@ pools:
 
 // benchServe runs serve until the benchmark ends and returns its address
 // and a stop function that ends it sooner.
-func benchServe(b *testing.B, serve func(ctx context.Context, onListen func(string)) error) (string, func() error) {
+func benchServe(b testing.TB, serve func(ctx context.Context, onListen func(string)) error) (string, func() error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	listening := make(chan string, 1)
 	done := make(chan error, 1)
