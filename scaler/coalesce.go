@@ -2,6 +2,7 @@ package scaler
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/agentscaler/agentscaler/sources/azuredevops"
@@ -117,7 +118,7 @@ func (s *Scaler) TriggerAllSoon(d time.Duration) {
 		return
 	}
 	s.soon = true
-	time.AfterFunc(d, func() {
+	s.soonTimer = time.AfterFunc(d, func() {
 		s.mu.Lock()
 		s.soon = false
 		s.mu.Unlock()
@@ -176,9 +177,28 @@ func (s *Scaler) Wait() { s.wg.Wait() }
 
 // Stop ends holding runs back (pace, failure backoff) and waits until no
 // reconcile is in flight: for shutdown.
+// Triggers after Stop start nothing: their runs report ErrStopped.
 func (s *Scaler) Stop() {
+	s.mu.Lock()
 	s.stop.Do(func() { close(s.quit) })
+	if s.soonTimer != nil {
+		s.soonTimer.Stop()
+	}
+	s.mu.Unlock()
 	s.wg.Wait()
+}
+
+// ErrStopped is the outcome of a run asked for after Stop.
+var ErrStopped = errors.New("scaler: stopped")
+
+// stopped reports whether Stop was called. Called with s.mu held.
+func (s *Scaler) stopped() bool {
+	select {
+	case <-s.quit:
+		return true
+	default:
+		return false
+	}
 }
 
 // WaitIdle blocks until no reconcile is in flight or queued, or ctx ends.
@@ -215,6 +235,11 @@ func (s *Scaler) WaitIdle(ctx context.Context) error {
 func (s *Scaler) start(pool string, urgent bool) *run {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.stopped() {
+		r := &run{done: make(chan struct{}), err: ErrStopped}
+		close(r.done)
+		return r
+	}
 	f := s.flight[pool]
 	if f == nil {
 		f = &flight{}

@@ -77,18 +77,19 @@ type Options struct {
 
 // Scaler reconciles pools.
 type Scaler struct {
-	opt    Options
-	pools  map[string]*Pool
-	order  []string
-	log    *slog.Logger
-	mu     sync.Mutex
-	flight map[string]*flight
-	quit   chan struct{}              // closed by Stop: runs are no longer held back
-	seen   map[string]map[string]bool // by pool: the job ids its last observation listed
-	stop   sync.Once
-	soon   bool // a TriggerAllSoon is pending
-	wg     sync.WaitGroup
-	life   *lifecycle
+	opt       Options
+	pools     map[string]*Pool
+	order     []string
+	log       *slog.Logger
+	mu        sync.Mutex
+	flight    map[string]*flight
+	quit      chan struct{}              // closed by Stop: runs are no longer held back, nor started
+	seen      map[string]map[string]bool // by pool: the job ids its last observation listed
+	stop      sync.Once
+	soon      bool        // a TriggerAllSoon is pending
+	soonTimer *time.Timer // its timer, stopped by Stop
+	wg        sync.WaitGroup
+	life      *lifecycle
 }
 
 // New returns a Scaler; it starts nothing until triggered.

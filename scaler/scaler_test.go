@@ -606,3 +606,25 @@ func TestJobWaitingUrgency(t *testing.T) {
 		t.Errorf("%d job-request reads, want 3: the held run ran once", reads())
 	}
 }
+
+// TestNothingStartsAfterStop: once Stop has returned, triggers and the
+// second look after a completed job start no reconcile, so none races the
+// shutdown or reaches a closed provider.
+func TestNothingStartsAfterStop(t *testing.T) {
+	f := newFixture(t, adoemu.Options{}, nil)
+	if err := f.s.Run(context.Background(), "linux"); err != nil {
+		t.Fatal(err)
+	}
+	f.s.JobCompleted(time.Millisecond) // its second look is due while we stop
+	f.s.Stop()
+	reads := f.emu.Calls()[adoemu.EndpointJobRequests]
+	f.s.TriggerAll()
+	f.s.JobWaiting("")
+	if err := f.s.Run(context.Background(), "linux"); !errors.Is(err, ErrStopped) {
+		t.Errorf("Run after Stop: %v, want ErrStopped", err)
+	}
+	f.s.Wait()
+	if after := f.emu.Calls()[adoemu.EndpointJobRequests]; after != reads {
+		t.Errorf("%d job-request reads after Stop", after-reads)
+	}
+}
