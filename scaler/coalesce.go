@@ -31,6 +31,21 @@ const (
 	failureBackoffMax = 16 * time.Second
 )
 
+// followUps bounds the passes a pool runs on its own to retry creates that
+// failed in a row; past it, hooks and the timer bring the next ones.
+const followUps = 3
+
+// createsToRetry reports whether a pass had creates fail in a way worth
+// another try.
+func createsToRetry(res Result) bool {
+	for _, f := range res.Failed {
+		if f.Action.Kind == Create && retryable(f.Err) {
+			return true
+		}
+	}
+	return false
+}
+
 // hold is how long after the last run the next may start: the minimum gap
 // when it trails a run (triggers came in while that one ran), the source's
 // pace, or longer while reconciles fail.
@@ -43,7 +58,11 @@ func (s *Scaler) hold(trailing bool, fails int) time.Duration {
 		d = max(d, s.opt.Pace())
 	}
 	if fails > 0 {
-		d = max(d, min(failureBackoffMin<<min(fails-1, 10), failureBackoffMax))
+		most := failureBackoffMax
+		if s.opt.MaxBackoff > 0 {
+			most = min(most, s.opt.MaxBackoff)
+		}
+		d = max(d, min(failureBackoffMin<<min(fails-1, 10), most))
 	}
 	return d
 }
@@ -277,13 +296,18 @@ func (s *Scaler) fly(pool string, f *flight) {
 		f.started, f.urgent = true, false
 		s.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), s.opt.RunTimeout+time.Second)
-		_, err := s.Reconcile(ctx, pool)
+		res, err := s.Reconcile(ctx, pool)
 		cancel()
 		s.mu.Lock()
 		s.logOutcome(pool, f, err)
 		f.cur.err = err
 		close(f.cur.done)
 		f.ended, f.started = time.Now(), false
+		if f.next == nil && createsToRetry(res) && f.fails <= followUps && !s.stopped() {
+			// A create that may not have happened is planned again by a
+			// pass of its own, after the failure backoff, not by the timer.
+			f.next = &run{done: make(chan struct{})}
+		}
 		if f.next == nil {
 			f.running = false
 			s.mu.Unlock()

@@ -64,6 +64,11 @@ type Options struct {
 	// hooks costs a pass per MinGap, not one per pass time. 0 runs trailing
 	// passes back to back.
 	MinGap time.Duration
+	// MaxBackoff caps the hold between failed reconciles of a pool (0.5 s
+	// doubling to 16 s by default): serve sets its timer interval, so a
+	// pool failing through an outage is looked at again within one interval
+	// of its end, as the timer promises.
+	MaxBackoff time.Duration
 	// Pace, when set, is the least time between the end of one reconcile of
 	// a pool and the start of the next, asked before each run: the source
 	// slows passes as its rate-limit budget runs low. Triggers in the
@@ -267,10 +272,15 @@ func (s *Scaler) apply(ctx context.Context, p *Pool, actions []Action) []ActionE
 			}
 			defer func() { <-sem }()
 			do := func(ctx context.Context) error { return s.do(ctx, p, a) }
-			if a.Kind == Create || a.Kind == Delete {
-				// Azure DevOps calls retry inside the client; provider calls here.
+			switch a.Kind {
+			// Azure DevOps calls retry inside the client; provider calls here.
+			case Delete:
 				do = func(ctx context.Context) error {
-					return s.retry(ctx, func(ctx context.Context) error { return s.do(ctx, p, a) })
+					return s.retry(ctx, retryable, func(ctx context.Context) error { return s.do(ctx, p, a) })
+				}
+			case Create:
+				do = func(ctx context.Context) error {
+					return s.retry(ctx, refused, func(ctx context.Context) error { return s.do(ctx, p, a) })
 				}
 			}
 			if err := do(ctx); err != nil {
@@ -288,19 +298,36 @@ func (s *Scaler) apply(ctx context.Context, p *Pool, actions []Action) []ActionE
 	return failed
 }
 
-// retry runs f, trying retryable failures again with exponential backoff
-// that honours the server's Retry-After, within ctx.
-func (s *Scaler) retry(ctx context.Context, f func(context.Context) error) error {
+// retryable reports whether a failure is worth trying again.
+func retryable(err error) bool {
+	ok, _, _ := providers.Classify(err)
+	return ok
+}
+
+// refused reports whether the provider turned a create away before doing
+// anything (throttled), so that trying it again cannot make a second
+// instance. A create that timed out or failed otherwise may have happened:
+// by the time a retry lands, that instance may have run its job and been
+// removed by another reconciler, and the retry would make another for a job
+// that is done. The next pass plans it again from a fresh look instead.
+func refused(err error) bool {
+	ok, _, reason := providers.Classify(err)
+	return ok && reason == "throttled"
+}
+
+// retry runs f, trying failures again while again says so, with exponential
+// backoff that honours the server's Retry-After, within ctx.
+func (s *Scaler) retry(ctx context.Context, again func(error) bool, f func(context.Context) error) error {
 	backoff := 500 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		err := f(ctx)
 		if err == nil {
 			return nil
 		}
-		retryable, after, _ := providers.Classify(err)
-		if !retryable || attempt >= s.opt.Retries {
+		if !again(err) || attempt >= s.opt.Retries {
 			return err
 		}
+		_, after, _ := providers.Classify(err)
 		wait := max(backoff, after)
 		backoff *= 2
 		t := time.NewTimer(wait)

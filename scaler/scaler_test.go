@@ -3,6 +3,7 @@ package scaler
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -568,6 +569,10 @@ func TestHold(t *testing.T) {
 			t.Errorf("trailing %v, pace %s, %d failures: hold %s, want %s", tc.trailing, tc.pace, tc.fails, got, tc.want)
 		}
 	}
+	// The backoff never outgrows the timer interval serve gives as its cap.
+	if got := New(Options{MaxBackoff: 2 * time.Second}).hold(false, 100); got != 2*time.Second {
+		t.Errorf("hold after 100 failures with a 2 s cap: %s", got)
+	}
 }
 
 // TestJobWaitingUrgency: a waiting job's event reconciles at once when the
@@ -626,5 +631,53 @@ func TestNothingStartsAfterStop(t *testing.T) {
 	f.s.Wait()
 	if after := f.emu.Calls()[adoemu.EndpointJobRequests]; after != reads {
 		t.Errorf("%d job-request reads after Stop", after-reads)
+	}
+}
+
+// lostAnswerProvider stands in for a provider whose create happens but whose
+// answer is lost (the call times out), once per name.
+type lostAnswerProvider struct {
+	providers.Provider
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+func (p *lostAnswerProvider) Create(ctx context.Context, spec providers.AgentSpec) (providers.Instance, error) {
+	p.mu.Lock()
+	p.calls[spec.Name]++
+	first := p.calls[spec.Name] == 1
+	p.mu.Unlock()
+	in, err := p.Provider.Create(ctx, spec)
+	if first && err == nil {
+		return providers.Instance{}, fmt.Errorf("create %s: %w", spec.Name, context.DeadlineExceeded)
+	}
+	return in, err
+}
+
+// TestCreateOfUnknownOutcomeIsPlannedAgain: a create that timed out may have
+// happened, so the pass does not try it again (a retry landing after the
+// instance ran its job and was removed would make a second one); a pass of
+// its own plans it again from a fresh look, which finds the instance.
+func TestCreateOfUnknownOutcomeIsPlannedAgain(t *testing.T) {
+	f := newFixture(t, adoemu.Options{}, func(p *Policy) { p.Placeholder = false })
+	prov := &lostAnswerProvider{Provider: f.mem, calls: map[string]int{}}
+	f.s.pools["linux"].Provider = prov
+	id := f.emu.QueueJob("Default", adoemu.Job{Demands: []string{"docker"}})
+	f.s.Trigger("linux")
+	if err := f.s.WaitIdle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	name := providers.RequestName("linux", id)
+	prov.mu.Lock()
+	calls := prov.calls[name]
+	prov.mu.Unlock()
+	if calls != 1 {
+		t.Errorf("%d create calls for %s, want 1: no retry of a create that may have happened", calls, name)
+	}
+	if reads := f.emu.Calls()[adoemu.EndpointJobRequests]; reads != 2 {
+		t.Errorf("%d job-request reads, want 2: the pass and the one planning the create again", reads)
+	}
+	if got := names(f.mem.All()); !slices.Equal(got, []string{name}) {
+		t.Errorf("instances %v, want %s alone", got, name)
 	}
 }

@@ -114,6 +114,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv fu
 		RespectParallelJobs: cfg.AzureDevOps.RespectParallelJobs,
 		Pace:                client.Pace,
 		MinGap:              minGap,
+		MaxBackoff:          cfg.Reconcile.Interval,
 	}
 	if a.pusher != nil {
 		// Whatever triggered the reconcile: the timer, a service hook, the
