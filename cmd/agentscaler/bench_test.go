@@ -347,10 +347,23 @@ func simulate(b testing.TB, emu *adoemu.Emulator, mem *memory.Provider) (stop fu
 		b.Fatal(err)
 	}
 	sim := &burstAgents{emu: emu, mem: mem, client: client, poolID: emu.AddPool("Default"), caps: benchCaps(), seen: map[string]bool{}}
+	stopSteps := every(10*time.Millisecond, func() bool {
+		if err := sim.step(context.Background()); err != nil {
+			b.Error(err)
+			return false
+		}
+		return true
+	})
+	return func() int { stopSteps(); return sim.deletes }
+}
+
+// every calls f every d in a goroutine of its own until f returns false or
+// the returned stop is called; stop returns once f no longer runs.
+func every(d time.Duration, f func() bool) (stop func()) {
 	done, stopped := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(stopped)
-		tick := time.NewTicker(10 * time.Millisecond)
+		tick := time.NewTicker(d)
 		defer tick.Stop()
 		for {
 			select {
@@ -358,13 +371,12 @@ func simulate(b testing.TB, emu *adoemu.Emulator, mem *memory.Provider) (stop fu
 				return
 			case <-tick.C:
 			}
-			if err := sim.step(context.Background()); err != nil {
-				b.Error(err)
+			if !f() {
 				return
 			}
 		}
 	}()
-	return func() int { close(done); <-stopped; return sim.deletes }
+	return func() { close(done); <-stopped }
 }
 
 func running(b *testing.B, prov providers.Provider) int {

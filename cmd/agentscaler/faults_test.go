@@ -474,25 +474,14 @@ pools:
 // deleted before its agent took one kills the agent, which the service then
 // shows offline, and the scaler unregisters it.
 func (w *faultWorld) reapAgents() (stop func()) {
-	done, stopped := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(stopped)
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-			}
-			for _, a := range w.emu.Agents("Default") {
-				if _, running := w.prov.mem.Get(a.Name); a.Online && a.AssignedRequest == 0 && !running && ourAgent.MatchString(a.Name) {
-					_ = w.emu.SetAgentStatus("Default", a.Name, false) // it may have unregistered meanwhile
-				}
+	return every(10*time.Millisecond, func() bool {
+		for _, a := range w.emu.Agents("Default") {
+			if _, running := w.prov.mem.Get(a.Name); a.Online && a.AssignedRequest == 0 && !running && ourAgent.MatchString(a.Name) {
+				_ = w.emu.SetAgentStatus("Default", a.Name, false) // it may have unregistered meanwhile
 			}
 		}
-	}()
-	return func() { close(done); <-stopped }
+		return true
+	})
 }
 
 // startApp starts one more serve over the world's emulator and provider and
