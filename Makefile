@@ -34,8 +34,8 @@ TEST_FUZZTIME ?= 3s
 fuzz:
 	@for dir in $$(grep -l '^func Fuzz' $$(git ls-files --cached --others --exclude-standard '*_test.go') | xargs -n1 dirname | sort -u); do \
 	  for target in $$($(GO) test -list '^Fuzz' ./$$dir | grep '^Fuzz'); do \
-	    echo "fuzzing $$target in ./$$dir for $(FUZZTIME)"; \
-	    $(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) ./$$dir || exit 1; \
+	    out=$$($(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) ./$$dir 2>&1) || { echo "$$out"; echo "FAIL fuzzing $$target in ./$$dir"; exit 1; }; \
+	    echo "fuzzed $$target in ./$$dir for $(FUZZTIME): $$(echo "$$out" | grep -o 'execs: [0-9]*' | tail -1)"; \
 	  done; \
 	done
 
