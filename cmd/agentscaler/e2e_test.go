@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"iter"
 	"log/slog"
 	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -274,6 +276,21 @@ pools:
 	}
 	if len(inspected) < 17 {
 		t.Errorf("%d containers inspected, want every one of the 17", len(inspected))
+	}
+	// Nor does the metrics exposition, which anyone who can reach it reads.
+	resp, err := http.Get("http://" + addr + "/api/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exposition, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, secret := range []string{testPAT, testPassword} {
+		if bytes.Contains(exposition, []byte(secret)) {
+			t.Errorf("a secret appears in /api/metrics")
+		}
+	}
+	if !bytes.Contains(exposition, []byte("agentscaler_agents")) {
+		t.Errorf("/api/metrics answered without the agents gauge: %.200s", exposition)
 	}
 	answered := map[string]int{} // event -> deliveries answered 200
 	for _, d := range emu.Deliveries() {
