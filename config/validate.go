@@ -312,10 +312,15 @@ func checkLimit[T int | time.Duration](v *validator, key string, got T, l limit[
 
 // show writes a limit or value as a user writes it: 1h rather than 1h0m0s.
 func show(x any) string {
-	d, ok := x.(time.Duration)
-	if !ok {
-		return fmt.Sprint(x)
+	if d, ok := x.(time.Duration); ok {
+		return ShortDuration(d)
 	}
+	return fmt.Sprint(x)
+}
+
+// ShortDuration writes d as a user writes it in a configuration: without
+// the zero units time.Duration.String keeps ("1m", not "1m0s").
+func ShortDuration(d time.Duration) string {
 	s := d.String()
 	if strings.HasSuffix(s, "m0s") {
 		s = strings.TrimSuffix(s, "0s")

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/agentscaler/agentscaler/config"
 )
 
 // Kind names how agents are provided.
@@ -71,21 +73,9 @@ func (p Policy) String() string {
 	case Static:
 		return fmt.Sprintf("static:%d", p.Agents)
 	case Poll:
-		return "poll:" + shortDuration(p.Interval)
+		return "poll:" + config.ShortDuration(p.Interval)
 	}
 	return string(p.Kind)
-}
-
-// shortDuration drops the zero units time.Duration.String keeps ("1m" not "1m0s").
-func shortDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
 }
 
 // Latency is how long an agent takes from create to online: a fixed value
@@ -108,9 +98,9 @@ func ParseLatency(s string) (Latency, error) {
 
 func (l Latency) String() string {
 	if l.Min == l.Max {
-		return shortDuration(l.Min)
+		return config.ShortDuration(l.Min)
 	}
-	return shortDuration(l.Min) + "-" + shortDuration(l.Max)
+	return config.ShortDuration(l.Min) + "-" + config.ShortDuration(l.Max)
 }
 
 // at draws the latency for a start from u, uniform in [0, 1).
