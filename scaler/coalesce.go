@@ -91,8 +91,8 @@ func (s *Scaler) JobWaiting(jobID string) {
 // single-use agent that ran it has exited (its container runs on for a
 // moment after it unregisters).
 func (s *Scaler) JobCompleted(recheck time.Duration) {
-	s.TidyAll()
-	s.TriggerAllSoon(recheck)
+	s.tidyAll()
+	s.lookAgain(recheck)
 }
 
 // noteJobs records the job ids a pool's observation listed.
@@ -108,29 +108,17 @@ func (s *Scaler) noteJobs(pool string, requests []azuredevops.JobRequest) {
 	s.mu.Unlock()
 }
 
-// Trigger asks for a reconcile of the pool without waiting for it, for a
-// job that waits: it is never held by the minimum gap.
-func (s *Scaler) Trigger(pool string) { s.start(pool, true) }
-
-// TriggerAll asks for a reconcile of every pool without waiting, for a job
-// that waits.
-func (s *Scaler) TriggerAll() {
-	for _, p := range s.order {
-		s.start(p, true)
-	}
-}
-
-// TidyAll asks for a reconcile of every pool without waiting, to clean up
+// tidyAll asks for a reconcile of every pool without waiting, to clean up
 // after a job that ended: it may wait out the minimum gap.
-func (s *Scaler) TidyAll() {
+func (s *Scaler) tidyAll() {
 	for _, p := range s.order {
 		s.start(p, false)
 	}
 }
 
-// TriggerAllSoon asks for one more reconcile of every pool after d, once
+// lookAgain asks for one more reconcile of every pool after d, once
 // however often it is called in the meantime.
-func (s *Scaler) TriggerAllSoon(d time.Duration) {
+func (s *Scaler) lookAgain(d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.soon {
@@ -141,7 +129,7 @@ func (s *Scaler) TriggerAllSoon(d time.Duration) {
 		s.mu.Lock()
 		s.soon = false
 		s.mu.Unlock()
-		s.TidyAll()
+		s.tidyAll()
 	})
 }
 

@@ -91,7 +91,7 @@ type Scaler struct {
 	quit      chan struct{}              // closed by Stop: runs are no longer held back, nor started
 	seen      map[string]map[string]bool // by pool: the job ids its last observation listed
 	stop      sync.Once
-	soon      bool        // a TriggerAllSoon is pending
+	soon      bool        // a lookAgain is pending
 	soonTimer *time.Timer // its timer, stopped by Stop
 	wg        sync.WaitGroup
 	life      *lifecycle
@@ -210,7 +210,8 @@ func (s *Scaler) Plan(ctx context.Context, pool string) (Decision, error) {
 }
 
 // Reconcile observes, plans and applies for one pool, now, in the caller's
-// goroutine. Most callers want Trigger or Run, which coalesce.
+// goroutine. Most callers want the event methods (JobWaiting,
+// JobCompleted) or Run, which coalesce.
 func (s *Scaler) Reconcile(ctx context.Context, pool string) (Result, error) {
 	if s.opt.AfterReconcile != nil {
 		defer s.opt.AfterReconcile()

@@ -83,7 +83,7 @@ func TestTriggersCoalesce(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 1000 {
 		wg.Add(1)
-		go func() { defer wg.Done(); f.s.Trigger("linux") }()
+		go func() { defer wg.Done(); f.s.JobWaiting("") }()
 	}
 	wg.Wait()
 	f.s.Wait()
@@ -306,12 +306,12 @@ func TestAfterReconcileEveryOutcome(t *testing.T) {
 func TestWaitIdleWhileTriggered(t *testing.T) {
 	f := newFixture(t, adoemu.Options{Latency: map[string]time.Duration{adoemu.EndpointJobRequests: 100 * time.Millisecond}}, func(p *Policy) { p.MaxAgents = 50 })
 	f.emu.QueueJob("Default", adoemu.Job{Demands: []string{"docker"}})
-	f.s.Trigger("linux")
+	f.s.JobWaiting("")
 	// Once the run is reading job requests, a trigger queues a trailing run.
 	for f.emu.Calls()[adoemu.EndpointJobRequests] == 0 {
 		time.Sleep(time.Millisecond)
 	}
-	f.s.Trigger("linux")
+	f.s.JobWaiting("")
 	if err := f.s.WaitIdle(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +323,7 @@ func TestWaitIdleWhileTriggered(t *testing.T) {
 	}
 
 	// A run takes at least the 100ms read: a shorter context gives up.
-	f.s.Trigger("linux")
+	f.s.JobWaiting("")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	err := f.s.WaitIdle(ctx)
 	cancel()
@@ -344,7 +344,7 @@ func TestWaitIdleWhileTriggered(t *testing.T) {
 			case <-stop:
 				return
 			default:
-				f.s.Trigger("linux")
+				f.s.JobWaiting("")
 				time.Sleep(5 * time.Millisecond)
 			}
 		}
@@ -359,9 +359,9 @@ func TestWaitIdleWhileTriggered(t *testing.T) {
 	}
 }
 
-// TestTriggerAllSoon: calls while one is pending make one reconcile, after
+// TestLookAgain: calls while one is pending make one reconcile, after
 // the delay; once it has run, it can be asked for again.
-func TestTriggerAllSoon(t *testing.T) {
+func TestLookAgain(t *testing.T) {
 	f := newFixture(t, adoemu.Options{}, nil)
 	reads := func() int { return f.emu.Calls()[adoemu.EndpointJobRequests] }
 	waitReads := func(n int) {
@@ -378,13 +378,13 @@ func TestTriggerAllSoon(t *testing.T) {
 		}
 	}
 	for range 10 {
-		f.s.TriggerAllSoon(200 * time.Millisecond)
+		f.s.lookAgain(200 * time.Millisecond)
 	}
 	waitReads(1)
 	if got := reads(); got != 1 {
 		t.Errorf("10 calls while one was pending made %d reconciles, want 1", got)
 	}
-	f.s.TriggerAllSoon(10 * time.Millisecond)
+	f.s.lookAgain(10 * time.Millisecond)
 	waitReads(2)
 }
 
@@ -477,7 +477,7 @@ func TestPaceHoldsTheNextRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 100 {
-		f.s.Trigger("linux")
+		f.s.JobWaiting("")
 	}
 	if err := f.s.WaitIdle(context.Background()); err != nil {
 		t.Fatal(err)
@@ -591,7 +591,7 @@ func TestJobWaitingUrgency(t *testing.T) {
 
 	// A pass in flight, and the event of a job it already knows: the run
 	// that trails it is held back by the gap.
-	f.s.TidyAll()
+	f.s.tidyAll()
 	for reads() < 2 {
 		time.Sleep(time.Millisecond)
 	}
@@ -623,7 +623,7 @@ func TestNothingStartsAfterStop(t *testing.T) {
 	f.s.JobCompleted(time.Millisecond) // its second look is due while we stop
 	f.s.Stop()
 	reads := f.emu.Calls()[adoemu.EndpointJobRequests]
-	f.s.TriggerAll()
+	f.s.JobWaiting("")
 	f.s.JobWaiting("")
 	if err := f.s.Run(context.Background(), "linux"); !errors.Is(err, ErrStopped) {
 		t.Errorf("Run after Stop: %v, want ErrStopped", err)
@@ -663,7 +663,7 @@ func TestCreateOfUnknownOutcomeIsPlannedAgain(t *testing.T) {
 	prov := &lostAnswerProvider{Provider: f.mem, calls: map[string]int{}}
 	f.s.pools["linux"].Provider = prov
 	id := f.emu.QueueJob("Default", adoemu.Job{Demands: []string{"docker"}})
-	f.s.Trigger("linux")
+	f.s.JobWaiting("")
 	if err := f.s.WaitIdle(context.Background()); err != nil {
 		t.Fatal(err)
 	}
