@@ -337,4 +337,4 @@ const recheckDelay = 2 * time.Second
 // minGap is the least time between a pass of one pool and the one that
 // trails it: a job queued while the pool is idle is served at once, and
 // during a flood of hooks the passes follow each other at most this often.
-var minGap = 500 * time.Millisecond
+const minGap = 500 * time.Millisecond
