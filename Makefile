@@ -40,10 +40,10 @@ fuzz:
 	done
 
 # The figures of the README's Performance section, one `name value unit` per line, then the ratios
-# (internal/benchfmt); go test's own output goes to stderr. Under 5 minutes; needs dockerd (see deps).
+# (tools/benchfmt); go test's own output goes to stderr. Under 5 minutes; needs dockerd (see deps).
 bench: build
 	@$(MAKE) --no-print-directory deps DEPS=dockerd:docker.io
-	$(GO) run ./internal/benchfmt/cmd/benchfmt -binary $(BIN)
+	$(GO) run ./tools/benchfmt/cmd/benchfmt -binary $(BIN)
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
@@ -52,10 +52,11 @@ lint:
 
 # Deployable packages, for linux: $(DIST)/functionapp/ and $(DIST)/functionapp.zip (Azure Functions zip deploy:
 # host.json, one folder per function, the amd64 binary) and $(DIST)/lambda-<arch>.zip (AWS Lambda provided.al2023:
-# the binary as bootstrap). lambda.norpc drops the go1.x runtime's RPC mode; add tags to leave providers out, e.g.
-# `make package PACKAGE_TAGS="lambda.norpc noaci nokubernetes"`. internal/zipdir keeps the executable bits.
+# the binary as bootstrap). lambda.norpc drops the go1.x runtime's RPC mode and nodemo the demo world (0.47 MB);
+# add tags to leave providers out, e.g.
+# `make package PACKAGE_TAGS="lambda.norpc nodemo noaci nokubernetes"`. tools/zipdir keeps the executable bits.
 DIST          ?= dist
-PACKAGE_TAGS  ?= lambda.norpc
+PACKAGE_TAGS  ?= lambda.norpc nodemo
 LAMBDA_ARCHES ?= amd64 arm64
 PACKAGE_BUILD  = CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -tags '$(PACKAGE_TAGS)' -ldflags "$(LDFLAGS)"
 
@@ -68,19 +69,19 @@ package-functionapp:
 	GOARCH=amd64 $(PACKAGE_BUILD) -o $(DIST)/functionapp/agentscaler ./cmd/agentscaler
 	cp host.json functions/local.settings.json.example $(DIST)/functionapp/
 	for f in functions/*/function.json; do d=$$(basename $$(dirname $$f)); mkdir -p $(DIST)/functionapp/$$d && cp $$f $(DIST)/functionapp/$$d/ || exit 1; done
-	$(GO) run ./internal/zipdir -o $(DIST)/functionapp.zip $(DIST)/functionapp
+	$(GO) run ./tools/zipdir -o $(DIST)/functionapp.zip $(DIST)/functionapp
 
 package-lambda:
 	for arch in $(LAMBDA_ARCHES); do \
 	  rm -rf $(DIST)/lambda-$$arch $(DIST)/lambda-$$arch.zip && mkdir -p $(DIST)/lambda-$$arch && \
 	  GOARCH=$$arch $(PACKAGE_BUILD) -o $(DIST)/lambda-$$arch/bootstrap ./cmd/agentscaler && \
-	  $(GO) run ./internal/zipdir -o $(DIST)/lambda-$$arch.zip $(DIST)/lambda-$$arch || exit 1; \
+	  $(GO) run ./tools/zipdir -o $(DIST)/lambda-$$arch.zip $(DIST)/lambda-$$arch || exit 1; \
 	done
 
 # Builds the Kubernetes control plane the Kubernetes tests run against (minutes, once per machine; then instant),
 # so that go test's timeout is never spent on it.
 kubebins:
-	$(GO) run ./internal/kubetest/cmd/kubebins >/dev/null
+	$(GO) run ./tools/kubebins >/dev/null
 
 # The agent images' checks alone (`go test ./...` runs them too): shellcheck on every shell script, the start
 # script under bats, hadolint when installed, every YAML/JSON file of infra/images and infra/pipelines parsed.

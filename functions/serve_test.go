@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentscaler/agentscaler/internal/syncbuf"
+	"github.com/agentscaler/agentscaler/internal/testenv/syncbuf"
 )
 
 // signalWriter closes ch on the first log line containing msg.

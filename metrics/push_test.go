@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentscaler/agentscaler/internal/syncbuf"
+	"github.com/agentscaler/agentscaler/internal/testenv/syncbuf"
 	"github.com/agentscaler/agentscaler/metrics/metricstest"
 )
 

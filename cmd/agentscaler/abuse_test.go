@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentscaler/agentscaler/internal/adoemu"
+	"github.com/agentscaler/agentscaler/internal/demo/adoemu"
 )
 
 // TestStrangerOnEveryRoute: through the real server, a caller without

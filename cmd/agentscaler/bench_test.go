@@ -21,8 +21,8 @@ import (
 
 	"github.com/agentscaler/agentscaler/config"
 	"github.com/agentscaler/agentscaler/functions"
-	"github.com/agentscaler/agentscaler/internal/adoemu"
-	"github.com/agentscaler/agentscaler/internal/dockertest"
+	"github.com/agentscaler/agentscaler/internal/demo/adoemu"
+	"github.com/agentscaler/agentscaler/internal/testenv/dockertest"
 	"github.com/agentscaler/agentscaler/providers"
 	"github.com/agentscaler/agentscaler/providers/docker"
 	"github.com/agentscaler/agentscaler/providers/memory"
@@ -32,7 +32,7 @@ import (
 // The benchmarks of the whole path: service hooks through the real HTTP
 // server, basic auth and dedup, the reconciles they trigger against the
 // Azure DevOps emulator, and the provider. `make bench` runs them and
-// prints their metrics one per line (internal/benchfmt).
+// prints their metrics one per line (tools/benchfmt).
 
 const benchPool = "linux"
 
@@ -255,7 +255,7 @@ func runBurst(b *testing.B, bu burst) {
 	}
 	// More instances than jobs breaks the promise of one agent per job;
 	// reported rather than fatal, so the figures show by how much, and
-	// the harness fails on it (internal/benchfmt).
+	// the harness fails on it (tools/benchfmt).
 	hooks := 0
 	for _, d := range emu.Deliveries() {
 		if d.Status == http.StatusOK {

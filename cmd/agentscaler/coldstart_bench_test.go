@@ -21,7 +21,7 @@ import (
 //
 //	go test -run '^$' -bench ColdStart -benchtime 20x ./cmd/agentscaler
 func BenchmarkColdStart(b *testing.B) {
-	bin := buildBinary(b)
+	bin := buildBinary(b, packageTags)
 	if info, err := os.Stat(bin); err == nil {
 		b.Logf("binary: %d bytes", info.Size())
 	}

@@ -1,3 +1,5 @@
+//go:build !nodemo
+
 package main
 
 import (
@@ -12,7 +14,7 @@ import (
 	"time"
 
 	"github.com/agentscaler/agentscaler/config"
-	"github.com/agentscaler/agentscaler/internal/adoemu"
+	"github.com/agentscaler/agentscaler/internal/demo/adoemu"
 	"github.com/agentscaler/agentscaler/providers"
 	"github.com/agentscaler/agentscaler/providers/memory"
 	"github.com/agentscaler/agentscaler/scaler"

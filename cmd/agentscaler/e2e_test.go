@@ -17,9 +17,9 @@ import (
 	"time"
 
 	"github.com/agentscaler/agentscaler/config"
-	"github.com/agentscaler/agentscaler/internal/adoemu"
-	"github.com/agentscaler/agentscaler/internal/dockertest"
-	"github.com/agentscaler/agentscaler/internal/syncbuf"
+	"github.com/agentscaler/agentscaler/internal/demo/adoemu"
+	"github.com/agentscaler/agentscaler/internal/testenv/dockertest"
+	"github.com/agentscaler/agentscaler/internal/testenv/syncbuf"
 	"github.com/agentscaler/agentscaler/providers"
 	"github.com/agentscaler/agentscaler/providers/docker"
 )
@@ -52,7 +52,8 @@ func TestDockerEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { prov.Close() })
-	bin, err := os.ReadFile(buildBinary(t))
+	// Without nodemo: the agent image runs the demo's test-agent command.
+	bin, err := os.ReadFile(buildBinary(t, "lambda.norpc"))
 	if err != nil {
 		t.Fatal(err)
 	}

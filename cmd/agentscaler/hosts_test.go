@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentscaler/agentscaler/internal/adoemu"
+	"github.com/agentscaler/agentscaler/internal/demo/adoemu"
 	"github.com/agentscaler/agentscaler/scaler"
 )
 
@@ -157,7 +157,7 @@ func serverEnv(configPath string) []string {
 // the queued job. Under Functions and Lambda the host's timer trigger then
 // picks up a job whose hook was lost.
 func TestHostsAnswerAlike(t *testing.T) {
-	bin := buildBinary(t)
+	bin := buildBinary(t, packageTags)
 	hosts := []struct {
 		name  string
 		start func(t *testing.T, configPath string) (hostConn, *process)

@@ -22,8 +22,8 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
-	"github.com/agentscaler/agentscaler/internal/adoemu"
-	"github.com/agentscaler/agentscaler/internal/syncbuf"
+	"github.com/agentscaler/agentscaler/internal/demo/adoemu"
+	"github.com/agentscaler/agentscaler/internal/testenv/syncbuf"
 	"github.com/agentscaler/agentscaler/metrics/metricstest"
 	"github.com/agentscaler/agentscaler/scaler"
 )
@@ -175,12 +175,15 @@ func (api *runtimeAPI) invoke(t testing.TB, payload []byte, timeout time.Duratio
 	return lambdaResult{}
 }
 
-// buildBinary builds the command as `make package` does (CGO off, the
-// lambda.norpc tag, trimmed and stripped) into a temporary directory.
-func buildBinary(t testing.TB) string {
+// packageTags are make package's default build tags.
+const packageTags = "lambda.norpc nodemo"
+
+// buildBinary builds the command as `make package` does (CGO off, trimmed
+// and stripped) with the given tags into a temporary directory.
+func buildBinary(t testing.TB, tags string) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "agentscaler")
-	cmd := exec.Command("go", "build", "-trimpath", "-tags", "lambda.norpc", "-ldflags", "-s -w", "-o", bin, ".")
+	cmd := exec.Command("go", "build", "-trimpath", "-tags", tags, "-ldflags", "-s -w", "-o", bin, ".")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
@@ -350,7 +353,7 @@ func TestLambdaBinary(t *testing.T) {
 	// would visibly miss the freeze.
 	emu := startEmulator(t, adoemu.Options{Latency: map[string]time.Duration{adoemu.EndpointJobRequests: 300 * time.Millisecond}})
 	hook, reqID := capturedHook(t, emu, "docker")
-	api, proc := startLambda(t, buildBinary(t), writeConfig(t, emu.OrgURL(), ""))
+	api, proc := startLambda(t, buildBinary(t, packageTags), writeConfig(t, emu.OrgURL(), ""))
 
 	reads := emu.Calls()[adoemu.EndpointJobRequests]
 	status, body := httpAnswer(t, api.invoke(t, urlEvent(t, "POST", "/api/webhook/azuredevops", string(hook), "azdo", testPassword), 30*time.Second))
@@ -432,7 +435,7 @@ func TestLambdaInitError(t *testing.T) {
 	if err := os.WriteFile(path, []byte("azuredevops: {url: ftp://x}\nwebhook: {}\npools: []\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	api, proc := startLambda(t, buildBinary(t), path)
+	api, proc := startLambda(t, buildBinary(t, packageTags), path)
 	select {
 	case res := <-api.initErrs:
 		if res.errorType != "Runtime.ConfigurationError" || !strings.Contains(string(res.body), "azuredevops.url") {
@@ -461,7 +464,7 @@ func TestLambdaPushes(t *testing.T) {
 	emu.QueueJob("Default", adoemu.Job{Demands: []string{"docker"}})
 	api := newRuntimeAPI(t)
 	env := append(lambdaEnv(api, writeConfig(t, emu.OrgURL(), "")), envPushURL+"="+g.URL, envPushInstance+"=lambda-1")
-	p := startProcess(t, buildBinary(t), env)
+	p := startProcess(t, buildBinary(t, packageTags), env)
 	api.mu.Lock()
 	api.proc = p.cmd.Process
 	api.mu.Unlock()

@@ -151,3 +151,9 @@ func (c common) logger(w io.Writer) (*slog.Logger, error) {
 	}
 	return nil, usageError{fmt.Sprintf("--log-format %q: want text or json", c.logFormat)}
 }
+
+// exitStatus is an error that only carries a process exit code: the command
+// has already said what went wrong.
+type exitStatus int
+
+func (s exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(s)) }

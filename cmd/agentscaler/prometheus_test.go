@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/agentscaler/agentscaler/config"
-	"github.com/agentscaler/agentscaler/internal/adoemu"
-	"github.com/agentscaler/agentscaler/internal/syncbuf"
+	"github.com/agentscaler/agentscaler/internal/demo/adoemu"
+	"github.com/agentscaler/agentscaler/internal/testenv/syncbuf"
 	"github.com/agentscaler/agentscaler/metrics"
 	"github.com/agentscaler/agentscaler/metrics/metricstest"
 	"github.com/agentscaler/agentscaler/providers"

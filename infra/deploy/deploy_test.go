@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/agentscaler/agentscaler/internal/kubetest"
+	"github.com/agentscaler/agentscaler/internal/testenv/kubetest"
 )
 
 func TestMain(m *testing.M) { os.Exit(kubetest.Main(m)) }

@@ -23,7 +23,7 @@ import (
 	"k8s.io/client-go/restmapper"
 
 	"github.com/agentscaler/agentscaler/config"
-	"github.com/agentscaler/agentscaler/internal/kubetest"
+	"github.com/agentscaler/agentscaler/internal/testenv/kubetest"
 )
 
 const kubeDir = "infra/kubernetes"

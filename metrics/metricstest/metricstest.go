@@ -21,7 +21,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/agentscaler/agentscaler/internal/syncbuf"
+	"github.com/agentscaler/agentscaler/internal/testenv/syncbuf"
 )
 
 // Wait is how long the helpers wait for a server to start or a value to

@@ -22,8 +22,8 @@ import (
 
 	"github.com/docker/docker/api/types/image"
 
-	"github.com/agentscaler/agentscaler/internal/dockertest"
-	"github.com/agentscaler/agentscaler/internal/syncbuf"
+	"github.com/agentscaler/agentscaler/internal/testenv/dockertest"
+	"github.com/agentscaler/agentscaler/internal/testenv/syncbuf"
 	"github.com/agentscaler/agentscaler/providers"
 	"github.com/agentscaler/agentscaler/providers/docker"
 )

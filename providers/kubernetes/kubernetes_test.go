@@ -14,14 +14,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
-	"github.com/agentscaler/agentscaler/internal/kubetest"
+	"github.com/agentscaler/agentscaler/internal/testenv/kubetest"
 	"github.com/agentscaler/agentscaler/providers"
 	"github.com/agentscaler/agentscaler/providers/kubernetes"
 	"github.com/agentscaler/agentscaler/providers/providertest"
 )
 
 // The tests run against a real kube-apiserver and kube-controller-manager
-// (internal/kubetest); no kubelet runs, so the tests write pod status as a
+// (internal/testenv/kubetest); no kubelet runs, so the tests write pod status as a
 // kubelet would.
 
 func TestMain(m *testing.M) { os.Exit(kubetest.Main(m)) }

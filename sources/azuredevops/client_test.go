@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentscaler/agentscaler/internal/syncbuf"
+	"github.com/agentscaler/agentscaler/internal/testenv/syncbuf"
 )
 
 // The JSON below follows answers of dev.azure.com (field names, the {count,

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/agentscaler/agentscaler/internal/fakeclock"
-	"github.com/agentscaler/agentscaler/internal/syncbuf"
+	"github.com/agentscaler/agentscaler/internal/testenv/syncbuf"
 )
 
 const (

@@ -8,8 +8,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/agentscaler/agentscaler/internal/adoemu"
-	"github.com/agentscaler/agentscaler/internal/syncbuf"
+	"github.com/agentscaler/agentscaler/internal/demo/adoemu"
+	"github.com/agentscaler/agentscaler/internal/testenv/syncbuf"
 	"github.com/agentscaler/agentscaler/sources/azuredevops"
 )
 

@@ -12,7 +12,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/agentscaler/agentscaler/internal/testagent"
+	"github.com/agentscaler/agentscaler/internal/demo/testagent"
 )
 
 func main() {

@@ -73,7 +73,7 @@ func Main(m *testing.M) int {
 
 // Start returns the control plane shared by every test of this binary,
 // starting it on first use (building the binaries first if the cache is
-// cold: run ./internal/kubetest/cmd/kubebins beforehand so go test's timeout
+// cold: run ./tools/kubebins beforehand so go test's timeout
 // is not spent on that). It fails the test when etcd is not installed.
 func Start(t testing.TB) *ControlPlane {
 	t.Helper()

@@ -1,7 +1,7 @@
 // Package testagent is a small stand-in for the Azure Pipelines agent, for
 // tests and `agentscaler demo`. It keeps the agent container contract
 // (docs/architecture.md) and makes the agent's REST calls against Azure
-// DevOps, or anything serving the same calls such as internal/adoemu: it
+// DevOps, or anything serving the same calls such as internal/demo/adoemu: it
 // registers with `config --replace` semantics, opens a session, long-polls
 // for a job, takes exactly one (as `run --once` does), reports it started
 // and finished, closes the session and unregisters. It runs no steps: it

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentscaler/agentscaler/internal/adoemu"
-	"github.com/agentscaler/agentscaler/internal/syncbuf"
+	"github.com/agentscaler/agentscaler/internal/demo/adoemu"
+	"github.com/agentscaler/agentscaler/internal/testenv/syncbuf"
 )
 
 // buildStatic builds cmd/testagent with cgo off, as the agent image does,

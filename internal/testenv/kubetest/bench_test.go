@@ -10,7 +10,7 @@ import (
 // controller manager all answer; the rest of ns/op is the stop.
 func BenchmarkStart(b *testing.B) {
 	if _, ok := Cached(); !ok {
-		b.Skip("the kube binaries are not built; run go run ./internal/kubetest/cmd/kubebins first")
+		b.Skip("the kube binaries are not built; run go run ./tools/kubebins first")
 	}
 	var started time.Duration
 	for b.Loop() {

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentscaler/agentscaler/internal/adoemu"
-	"github.com/agentscaler/agentscaler/internal/syncbuf"
+	"github.com/agentscaler/agentscaler/internal/demo/adoemu"
+	"github.com/agentscaler/agentscaler/internal/testenv/syncbuf"
 )
 
 const (

@@ -18,7 +18,7 @@ import (
 	"runtime"
 	"time"
 
-	"github.com/agentscaler/agentscaler/internal/benchfmt"
+	"github.com/agentscaler/agentscaler/tools/benchfmt"
 )
 
 // run is one benchmark selection in one package.

@@ -5,7 +5,7 @@
 //
 // Usage:
 //
-//	go run ./internal/zipdir -o out.zip DIR
+//	go run ./tools/zipdir -o out.zip DIR
 //
 // Entries are named relative to DIR with forward slashes, in lexical order;
 // directories are implied by the paths; symbolic links are refused.

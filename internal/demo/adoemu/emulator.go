@@ -12,7 +12,7 @@
 // Agents come in two kinds. An agent registered through RegisterAgent has no
 // session: it is online when told so, a job given to it starts at once, and
 // a job with a Duration finishes on the emulator's own timer. An agent that
-// opens a session over REST (a real agent, or internal/testagent) is online
+// opens a session over REST (a real agent, or internal/demo/testagent) is online
 // while the session is open, receives its job as a session message, and
 // reports the job started and finished itself; the emulator never finishes
 // such a job on a timer, and tells the agent the job's Duration in the

@@ -1,5 +1,5 @@
 // Command kubebins builds and caches the Kubernetes control-plane binaries
-// the Kubernetes tests run (see internal/kubetest), and prints where they
+// the Kubernetes tests run (see internal/testenv/kubetest), and prints where they
 // are. `make test` runs it before `go test`, so that a cold build (several
 // minutes) never eats into go test's timeout.
 package main
@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/agentscaler/agentscaler/internal/kubetest"
+	"github.com/agentscaler/agentscaler/internal/testenv/kubetest"
 )
 
 func main() {

@@ -3,7 +3,7 @@
 // kube-controller-manager built from the k8s.io/kubernetes module at Version.
 //
 // The binaries are built once per machine into a cache outside the
-// repository (see CacheDir and Build; `go run ./internal/kubetest/cmd/kubebins`
+// repository (see CacheDir and Build; `go run ./tools/kubebins`
 // warms it), from a throwaway module that requires k8s.io/kubernetes and
 // pins every staging module to the matching published version, so this
 // module never depends on k8s.io/kubernetes.
