@@ -120,16 +120,6 @@ func ValidateName(name string) error {
 	return nil
 }
 
-// RequestName is the instance name for a job request: <pool>-r<id>.
-func RequestName(pool string, request int64) string {
-	return pool + "-r" + strconv.FormatInt(request, 10)
-}
-
-// SlotName is the instance name for a warm slot: <pool>-w<n>.
-func SlotName(pool string, slot int) string {
-	return pool + "-w" + strconv.Itoa(slot)
-}
-
 // Error is a provider failure, classified so the scaler knows whether to try
 // again. Providers wrap their SDK errors in it; anything else is treated as
 // retryable, because an unknown error is more often transient than not.

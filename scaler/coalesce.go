@@ -5,7 +5,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/agentscaler/agentscaler/sources/azuredevops"
+	"github.com/agentscaler/agentscaler/ci"
 )
 
 // flight is a pool's in-flight reconcile and the one trailing run queued
@@ -95,12 +95,12 @@ func (s *Scaler) JobCompleted(recheck time.Duration) {
 	s.lookAgain(recheck)
 }
 
-// noteJobs records the job ids a pool's observation listed.
-func (s *Scaler) noteJobs(pool string, requests []azuredevops.JobRequest) {
-	ids := make(map[string]bool, len(requests))
-	for _, r := range requests {
-		if r.JobID != "" {
-			ids[r.JobID] = true
+// noteJobs records the job refs a pool's observation listed.
+func (s *Scaler) noteJobs(pool string, jobs []ci.Job) {
+	ids := make(map[string]bool, len(jobs))
+	for _, j := range jobs {
+		if j.Ref != "" {
+			ids[j.Ref] = true
 		}
 	}
 	s.mu.Lock()

@@ -4,8 +4,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/agentscaler/agentscaler/ci"
 	"github.com/agentscaler/agentscaler/metrics"
-	"github.com/agentscaler/agentscaler/sources/azuredevops"
 )
 
 // lifecycle records the latencies that take more than one look at a pool to
@@ -16,8 +16,8 @@ import (
 // an agent holds or that are unfinished, live instances), so its size follows
 // the pool, not its history.
 //
-// The scaler lists unfinished job requests only, so a job's end shows as its
-// request having left both the agent that held it and that list. Its finish
+// The scaler lists unfinished jobs only, so a job's end shows as its having
+// left both the agent that held it and that list. Its finish
 // time is when the agent's instance exited, when the provider says so, else
 // the time of the observation: late by at most one timer interval, and by
 // about a second when the completed service hook triggered the reconcile.
@@ -29,7 +29,7 @@ type lifecycle struct {
 // poolLife is what the last observation of a pool left to compare with.
 type poolLife struct {
 	at      time.Time
-	running map[int64]runningJob // by request id
+	running map[int64]runningJob // by job id
 	online  map[instanceKey]bool // instances whose agent was seen online
 }
 
@@ -69,18 +69,18 @@ func (l *lifecycle) observe(m *metrics.Metrics, pool string, o Observation) {
 // jobs that ended since the last look.
 func jobs(m *metrics.Metrics, pool string, o Observation, prev, next *poolLife) {
 	for _, a := range o.Agents {
-		r := a.AssignedRequest
-		if r == nil || r.AssignTime == nil {
+		j := a.Job
+		if j == nil || j.Assigned.IsZero() {
 			continue
 		}
-		next.running[r.RequestID] = runningJob{agent: a.Name, assigned: *r.AssignTime}
-		if _, seen := prev.running[r.RequestID]; !seen && !r.QueueTime.IsZero() {
-			m.QueuedToAssigned(pool, r.AssignTime.Sub(r.QueueTime))
+		next.running[j.ID] = runningJob{agent: a.Name, assigned: j.Assigned}
+		if _, seen := prev.running[j.ID]; !seen && !j.Queued.IsZero() {
+			m.QueuedToAssigned(pool, j.Assigned.Sub(j.Queued))
 		}
 	}
 	unfinished := map[int64]bool{}
-	for _, r := range o.Requests {
-		unfinished[r.RequestID] = true
+	for _, j := range o.Jobs {
+		unfinished[j.ID] = true
 	}
 	exited := map[string]time.Time{} // instance (and agent) name -> when it ended
 	for _, in := range o.Instances {
@@ -107,9 +107,9 @@ func jobs(m *metrics.Metrics, pool string, o Observation, prev, next *poolLife) 
 }
 
 // agentsOnline records how long each instance took to have its agent online,
-// from the agent's status change when Azure DevOps reports it.
+// from the agent's status change when the source reports it.
 func agentsOnline(m *metrics.Metrics, pool string, o Observation, prev, next *poolLife) {
-	agents := make(map[string]azuredevops.Agent, len(o.Agents))
+	agents := make(map[string]ci.Agent, len(o.Agents))
 	for _, a := range o.Agents {
 		agents[a.Name] = a
 	}
@@ -123,15 +123,15 @@ func agentsOnline(m *metrics.Metrics, pool string, o Observation, prev, next *po
 			continue
 		}
 		a, ok := agents[in.Name]
-		if !ok || !a.Online() {
+		if !ok || !a.Online {
 			continue
 		}
 		at := o.Now
-		if c := a.StatusChangedOn; c != nil && c.Before(at) {
+		if c := a.StatusChanged; !c.IsZero() && c.Before(at) {
 			if c.Before(in.Created) {
 				continue // still the registration of an earlier instance of that name
 			}
-			at = *c
+			at = c
 		}
 		next.online[k] = true
 		m.CreatedToOnline(pool, at.Sub(in.Created))

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentscaler/agentscaler/ci"
 	"github.com/agentscaler/agentscaler/metrics"
 	"github.com/agentscaler/agentscaler/providers"
 	"github.com/agentscaler/agentscaler/sources/azuredevops"
@@ -68,71 +69,71 @@ func TestLifecycleLatencies(t *testing.T) {
 	}
 	steps := []struct {
 		name                     string
-		obs                      Observation
+		obs                      adoObservation
 		toAssigned, run, startup want
 	}{
 		{
 			name: "instance created, agent not registered yet",
-			obs: Observation{Now: at(10), Requests: []azuredevops.JobRequest{waiting(1, 0)},
+			obs: adoObservation{Now: at(10), Requests: []azuredevops.JobRequest{waiting(1, 0)},
 				Instances: []providers.Instance{created("linux-r1", 5)}},
 		},
 		{
 			name: "agent online since 25s: 20s after its instance was created",
-			obs: Observation{Now: at(30), Requests: []azuredevops.JobRequest{waiting(1, 0)},
+			obs: adoObservation{Now: at(30), Requests: []azuredevops.JobRequest{waiting(1, 0)},
 				Agents:    []azuredevops.Agent{online("linux-r1", 25, nil)},
 				Instances: []providers.Instance{created("linux-r1", 5)}},
 			startup: want{1, 20},
 		},
 		{
 			name: "job assigned at 40s: waited 40s; the online agent is not counted again",
-			obs: Observation{Now: at(50), Requests: []azuredevops.JobRequest{*running(1, 40)},
+			obs: adoObservation{Now: at(50), Requests: []azuredevops.JobRequest{*running(1, 40)},
 				Agents:    []azuredevops.Agent{online("linux-r1", 25, running(1, 40))},
 				Instances: []providers.Instance{created("linux-r1", 5)}},
 			toAssigned: want{1, 40}, startup: want{1, 20},
 		},
 		{
 			name: "still running: nothing new",
-			obs: Observation{Now: at(70), Requests: []azuredevops.JobRequest{*running(1, 40)},
+			obs: adoObservation{Now: at(70), Requests: []azuredevops.JobRequest{*running(1, 40)},
 				Agents:    []azuredevops.Agent{online("linux-r1", 25, running(1, 40))},
 				Instances: []providers.Instance{created("linux-r1", 5)}},
 			toAssigned: want{1, 40}, startup: want{1, 20},
 		},
 		{
 			name: "job ended, its instance exited at 100s: ran 60s, not until this look at 130s",
-			obs: Observation{Now: at(130),
+			obs: adoObservation{Now: at(130),
 				Instances: []providers.Instance{exitedAt(created("linux-r1", 5), 100)}},
 			toAssigned: want{1, 40}, run: want{1, 60}, startup: want{1, 20},
 		},
 		{
 			name: "an observation older than the last one changes nothing",
-			obs: Observation{Now: at(120), Requests: []azuredevops.JobRequest{*running(1, 40)},
+			obs: adoObservation{Now: at(120), Requests: []azuredevops.JobRequest{*running(1, 40)},
 				Agents:    []azuredevops.Agent{online("linux-r1", 25, running(1, 40))},
 				Instances: []providers.Instance{created("linux-r1", 5)}},
 			toAssigned: want{1, 40}, run: want{1, 60}, startup: want{1, 20},
 		},
 		{
 			name: "a new instance under a reused name, the old registration still online: not its agent",
-			obs: Observation{Now: at(200), Agents: []azuredevops.Agent{online("linux-w1", 25, nil)},
+			obs: adoObservation{Now: at(200), Agents: []azuredevops.Agent{online("linux-w1", 25, nil)},
 				Instances: []providers.Instance{created("linux-w1", 150)}},
 			toAssigned: want{1, 40}, run: want{1, 60}, startup: want{1, 20},
 		},
 		{
 			name: "its own agent online at 180s: 30s; a foreign agent takes job 2 at 200s",
-			obs: Observation{Now: at(210), Requests: []azuredevops.JobRequest{*running(2, 200)},
+			obs: adoObservation{Now: at(210), Requests: []azuredevops.JobRequest{*running(2, 200)},
 				Agents:    []azuredevops.Agent{online("linux-w1", 180, nil), online("build-vm-01", 0, running(2, 200))},
 				Instances: []providers.Instance{created("linux-w1", 150)}},
 			toAssigned: want{2, 240}, run: want{1, 60}, startup: want{2, 50},
 		},
 		{
 			name: "the foreign agent dropped job 2 but it is unfinished: not ended",
-			obs: Observation{Now: at(230), Requests: []azuredevops.JobRequest{*running(2, 200)},
+			obs: adoObservation{Now: at(230), Requests: []azuredevops.JobRequest{*running(2, 200)},
 				Agents:    []azuredevops.Agent{online("linux-w1", 180, nil), agent(2, "build-vm-01", "offline", nil)},
 				Instances: []providers.Instance{created("linux-w1", 150)}},
 			toAssigned: want{2, 240}, run: want{1, 60}, startup: want{2, 50},
 		},
 		{
 			name: "job 2 ended; no instance says when: ran until this look, 100s",
-			obs: Observation{Now: at(300), Agents: []azuredevops.Agent{online("linux-w1", 180, nil)},
+			obs: adoObservation{Now: at(300), Agents: []azuredevops.Agent{online("linux-w1", 180, nil)},
 				Instances: []providers.Instance{created("linux-w1", 150)}},
 			toAssigned: want{2, 240}, run: want{2, 160}, startup: want{2, 50},
 		},
@@ -140,7 +141,7 @@ func TestLifecycleLatencies(t *testing.T) {
 	m := metrics.New("test")
 	l := newLifecycle()
 	for _, st := range steps {
-		l.observe(m, "linux", st.obs)
+		l.observe(m, "linux", st.obs.neutral())
 		for _, h := range []struct {
 			name string
 			want want
@@ -169,12 +170,12 @@ func TestLifecycleForgetsWhatIsGone(t *testing.T) {
 	l := newLifecycle()
 	for i := range 1000 {
 		id := int64(i + 1)
-		name := providers.RequestName("linux", id)
+		name := ci.Requests.JobName("linux", id)
 		req := running(id, i)
-		l.observe(m, "linux", Observation{Now: at(i),
+		l.observe(m, "linux", adoObservation{Now: at(i),
 			Requests:  []azuredevops.JobRequest{*req},
 			Agents:    []azuredevops.Agent{online(name, i, req)},
-			Instances: []providers.Instance{created(name, i)}})
+			Instances: []providers.Instance{created(name, i)}}.neutral())
 	}
 	if p := l.pools["linux"]; len(p.running) != 1 || len(p.online) != 1 {
 		t.Errorf("after 1000 jobs one at a time: %d jobs and %d instances kept, want 1 and 1", len(p.running), len(p.online))

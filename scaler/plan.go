@@ -3,45 +3,42 @@ package scaler
 import (
 	"fmt"
 	"maps"
-	"regexp"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/agentscaler/agentscaler/ci"
 	"github.com/agentscaler/agentscaler/providers"
-	"github.com/agentscaler/agentscaler/sources/azuredevops"
 )
 
 // Policy is what the plan needs to know about one pool.
 type Policy struct {
-	Pool           string // our pool key, the instance name prefix
+	Pool           string    // our pool key, the instance name prefix
+	Naming         ci.Naming // the source's instance names
 	MaxAgents      int
 	MinIdle        int
 	StartupTimeout time.Duration
 	MaxLifetime    time.Duration
 	FailureBackoff time.Duration
-	// Capabilities are what this pool's agents offer, system ones included
-	// (azuredevops.PoolCapabilities); waiting jobs are matched against them.
-	Capabilities map[string]string
-	// Placeholder keeps an offline agent registered so that Azure DevOps
+	// Placeholder keeps an offline agent registered so that the CI system
 	// queues jobs into the pool while it has no agent.
 	Placeholder bool
 }
 
-// Observation is what reconcile saw of one pool, read in this order: job
-// requests, then agents, then instances. An agent's assigned request
-// overrides a stale "waiting" request, so that order never makes a running
-// job look unserved.
+// Observation is what reconcile saw of one pool, read in this order:
+// instances, agents, jobs (see Scaler.Observe for why). An agent's held job
+// overrides a stale "waiting" job, so that order never makes a running job
+// look unserved.
 type Observation struct {
 	Now       time.Time
-	Requests  []azuredevops.JobRequest // unfinished requests of the Azure DevOps pool
-	Agents    []azuredevops.Agent      // agents registered in the Azure DevOps pool
-	Instances []providers.Instance     // the provider's instances for this pool
-	// FreeParallel is the organization's free self-hosted parallel jobs, or
-	// -1 when not checked.
-	FreeParallel int
+	Jobs      []ci.Job             // the pool's unfinished jobs
+	Agents    []ci.Agent           // the agents registered in the pool
+	Instances []providers.Instance // the provider's instances for this pool
+	// Free is how many more jobs the CI system lets run at once (Azure
+	// DevOps' free parallel jobs), or -1 for no limit.
+	Free int
 }
 
 // Kind is what an action does.
@@ -59,22 +56,22 @@ type Action struct {
 	Kind    Kind
 	Pool    string
 	Name    string
-	Request int64 // the job request a create is for, 0 for none
+	Request int64 // the job a create is for, 0 for none
 	Slot    int   // the warm slot a create is for, 0 for none
-	AgentID int   // the Azure DevOps agent to unregister
+	AgentID int64 // the agent to unregister
 	Reason  string
-	Queued  time.Time // when the request was queued, for the queue-to-create metric
+	Queued  time.Time // when the job was queued, for the queue-to-create metric
 	counted string    // the Decision.Agents state the deleted or unregistered agent was counted in
 }
 
 // Decision is the plan for one pool and the counts it was made from.
 type Decision struct {
 	Actions   []Action
-	Waiting   int            // waiting requests this pool's agents can serve
-	Unmatched int            // waiting requests whose demands this pool does not meet
+	Waiting   int            // waiting jobs this pool's agents can serve
+	Unmatched int            // waiting jobs whose demands this pool does not meet
 	Agents    map[string]int // our agents by state: starting, idle, busy, offline
-	// Problems are demands that could not be parsed; the requests carrying
-	// them are treated as unmatched.
+	// Problems are demands that could not be read; the jobs carrying them
+	// are treated as unmatched.
 	Problems []string
 }
 
@@ -102,195 +99,245 @@ func PlaceholderName(pool string) string { return pool + "-placeholder" }
 // left behind. Any number of reconcilers planning from the same observation
 // produce the same names, so their creates converge.
 func Plan(p Policy, o Observation) Decision {
-	d := Decision{Agents: map[string]int{"starting": 0, "idle": 0, "busy": 0, "offline": 0}}
-	ours := ownName(p.Pool)
+	pl := newPlanner(p, o)
+	pl.expire()
+	pl.absorb()
+	pl.create()
+	pl.warm()
+	pl.cleanUp()
+	pl.placeholder()
+	return pl.d
+}
 
-	agents := map[string]azuredevops.Agent{}
-	assigned := map[int64]bool{} // requests an agent already holds
+// planner holds one Plan's working state; each phase reads what the ones
+// before it left.
+type planner struct {
+	p    Policy
+	o    Observation
+	d    Decision
+	ours func(string) bool
+
+	agents     map[string]ci.Agent // by name
+	waiting    []ci.Job            // servable, untaken, oldest first
+	unfinished map[int64]bool      // jobs listed at all
+
+	taken   map[string]bool      // names in use by an instance in any state
+	live    int                  // instances not being removed
+	spare   []providers.Instance // live instances whose agent holds no job
+	deleted map[string]bool
+	counted map[string]string // the Agents state each name is counted in
+	used    map[string]bool   // spare instances a waiting job took
+	need    []ci.Job          // waiting jobs that need a new agent
+}
+
+func newPlanner(p Policy, o Observation) *planner {
+	pl := &planner{
+		p: p, o: o, ours: p.Naming.Own(p.Pool),
+		d:      Decision{Agents: map[string]int{"starting": 0, "idle": 0, "busy": 0, "offline": 0}},
+		agents: map[string]ci.Agent{}, unfinished: map[int64]bool{},
+		taken: map[string]bool{}, deleted: map[string]bool{}, counted: map[string]string{}, used: map[string]bool{},
+	}
+	held := map[int64]bool{} // jobs an agent already holds
 	for _, a := range o.Agents {
-		agents[a.Name] = a
-		if a.AssignedRequest != nil {
-			assigned[a.AssignedRequest.RequestID] = true
+		pl.agents[a.Name] = a
+		if a.Job != nil {
+			held[a.Job.ID] = true
 		}
 	}
-
-	waiting := d.waitingRequests(p, o.Requests, assigned)
-	unfinished := map[int64]bool{}
-	for _, r := range o.Requests {
-		unfinished[r.RequestID] = true
+	for _, j := range o.Jobs {
+		pl.unfinished[j.ID] = true
 	}
+	pl.waiting = pl.d.waitingJobs(o.Jobs, held)
+	return pl
+}
 
+// expire removes instances that ended, failed (after the failure backoff),
+// never brought their agent online, or outlived max_lifetime without a job,
+// and counts the rest by state.
+func (pl *planner) expire() {
+	p, o := pl.p, pl.o
 	instances := append([]providers.Instance(nil), o.Instances...)
 	sort.Slice(instances, func(i, j int) bool { return instances[i].Name < instances[j].Name })
-	taken := map[string]bool{} // names in use by an instance in any state
-	live := 0
-	var spare []providers.Instance // live instances whose agent holds no job
-	deleted := map[string]bool{}
-	counted := map[string]string{} // the Agents state each name is counted in
-	del := func(in providers.Instance, reason string) {
-		d.Actions = append(d.Actions, Action{Kind: Delete, Pool: p.Pool, Name: in.Name, Request: in.Request, Slot: in.Slot, Reason: reason, counted: counted[in.Name]})
-		deleted[in.Name] = true
-	}
 	for _, in := range instances {
-		taken[in.Name] = true
-		a, registered := agents[in.Name]
-		online := registered && a.Online()
-		busy := registered && a.AssignedRequest != nil
+		pl.taken[in.Name] = true
+		a, registered := pl.agents[in.Name]
+		online := registered && a.Online
+		busy := registered && a.Job != nil
 		switch {
 		case in.State == providers.StateExited:
-			del(in, ReasonExited)
+			pl.del(in, ReasonExited)
 			continue
 		case in.State == providers.StateFailed:
 			if o.Now.Sub(finishedAt(in)) >= p.FailureBackoff {
-				del(in, ReasonFailed)
+				pl.del(in, ReasonFailed)
 			}
 			continue
 		case !online && !busy && o.Now.Sub(in.Created) >= p.StartupTimeout:
-			del(in, ReasonStartup)
+			pl.del(in, ReasonStartup)
 			continue
 		case !busy && p.MaxLifetime > 0 && o.Now.Sub(in.Created) >= p.MaxLifetime:
-			del(in, ReasonLifetime)
+			pl.del(in, ReasonLifetime)
 			continue
 		}
-		live++
+		pl.live++
 		switch {
 		case busy:
-			counted[in.Name] = "busy"
+			pl.counted[in.Name] = "busy"
 		case online:
-			counted[in.Name] = "idle"
-			spare = append(spare, in)
+			pl.counted[in.Name] = "idle"
+			pl.spare = append(pl.spare, in)
 		default:
-			counted[in.Name] = "starting"
-			spare = append(spare, in)
+			pl.counted[in.Name] = "starting"
+			pl.spare = append(pl.spare, in)
 		}
-		d.Agents[counted[in.Name]]++
+		pl.d.Agents[pl.counted[in.Name]]++
 	}
 	for _, a := range o.Agents {
-		if ours(a.Name) && !a.Online() && !taken[a.Name] {
-			d.Agents["offline"]++
+		if pl.ours(a.Name) && !a.Online && !pl.taken[a.Name] {
+			pl.d.Agents["offline"]++
 		}
 	}
+}
 
-	// Spare capacity absorbs waiting requests: first each request's own
-	// instance, then, oldest request first, an idle agent that is not ours
-	// and that Azure DevOps would hand the job to (ForeignGrace), else any
-	// other spare instance. A job is never given a second agent while one is
-	// on its way.
+func (pl *planner) del(in providers.Instance, reason string) {
+	pl.d.Actions = append(pl.d.Actions, Action{Kind: Delete, Pool: pl.p.Pool, Name: in.Name, Request: in.Request, Slot: in.Slot, Reason: reason, counted: pl.counted[in.Name]})
+	pl.deleted[in.Name] = true
+}
+
+// absorb lets spare capacity take waiting jobs: first each job's own
+// instance, then, oldest job first, an idle agent that is not ours and that
+// the CI system would hand the job to (ForeignGrace), else any other spare
+// instance. A job is never given a second agent while one is on its way;
+// the jobs left need a new one.
+func (pl *planner) absorb() {
 	byName := map[string]bool{}
-	for _, in := range spare {
+	for _, in := range pl.spare {
 		byName[in.Name] = true
 	}
-	used := map[string]bool{}
-	var unserved []azuredevops.JobRequest
-	for _, r := range waiting {
-		name := providers.RequestName(p.Pool, r.RequestID)
-		if byName[name] {
-			used[name] = true
+	var unserved []ci.Job
+	for _, j := range pl.waiting {
+		if name := pl.p.Naming.JobName(pl.p.Pool, j.ID); byName[name] {
+			pl.used[name] = true
 			continue
 		}
-		unserved = append(unserved, r)
+		unserved = append(unserved, j)
 	}
 	var free []string
-	for _, in := range spare {
-		if !used[in.Name] {
+	for _, in := range pl.spare {
+		if !pl.used[in.Name] {
 			free = append(free, in.Name)
 		}
 	}
-	foreign := foreignIdle(o.Agents, ours)
-	var need []azuredevops.JobRequest
-	for _, r := range unserved {
-		if i := foreignTaker(foreign, r, o.Now); i >= 0 {
+	foreign := foreignIdle(pl.o.Agents, pl.ours)
+	for _, j := range unserved {
+		if i := foreignTaker(foreign, j, pl.o.Now); i >= 0 {
 			foreign = slices.Delete(foreign, i, i+1)
 			continue
 		}
 		if len(free) > 0 {
-			used[free[0]] = true
+			pl.used[free[0]] = true
 			free = free[1:]
 			continue
 		}
-		need = append(need, r)
+		pl.need = append(pl.need, j)
 	}
+}
 
-	budget := p.MaxAgents - live
-	if o.FreeParallel >= 0 && o.FreeParallel < budget {
-		budget = o.FreeParallel
+// create makes an agent for each job left, oldest first, within max_agents
+// and the CI system's free capacity.
+func (pl *planner) create() {
+	p := pl.p
+	budget := p.MaxAgents - pl.live
+	if pl.o.Free >= 0 && pl.o.Free < budget {
+		budget = pl.o.Free
 	}
-	for _, r := range need {
+	for _, j := range pl.need {
 		if budget <= 0 {
 			break
 		}
-		name := providers.RequestName(p.Pool, r.RequestID)
-		if taken[name] {
-			// The request's own name is held by an instance whose agent took
-			// another job X (or that is ending). Instance <pool>-r<X> is then
-			// not needed for X: use that name, the same one every reconciler
-			// picks from this observation.
-			name = swapName(p.Pool, name, agents, taken)
+		name := p.Naming.JobName(p.Pool, j.ID)
+		if pl.taken[name] {
+			// The job's own name is held by an instance whose agent took
+			// another job X (or that is ending). The instance named for X
+			// is then not needed for X: use that name, the same one every
+			// reconciler picks from this observation.
+			name = pl.swapName(name)
 			if name == "" {
 				continue
 			}
 		}
-		taken[name] = true
+		pl.taken[name] = true
 		budget--
-		d.Actions = append(d.Actions, Action{Kind: Create, Pool: p.Pool, Name: name, Request: r.RequestID, Reason: ReasonWaitingJob, Queued: r.QueueTime})
+		pl.d.Actions = append(pl.d.Actions, Action{Kind: Create, Pool: p.Pool, Name: name, Request: j.ID, Reason: ReasonWaitingJob, Queued: j.Queued})
 	}
+}
 
-	// Spare instances no waiting job took: warm ones count towards min_idle;
-	// request ones whose request is gone are removed, others stay for the
-	// next job or until max_lifetime. None is removed while a job of the
-	// pool is pending: the agent it seems to have may be a single-use one
-	// that already ran a job and is on its way out (an agent that finished
-	// its job is offered the next one before it closes its session, and its
-	// container runs on a moment after it unregisters). A spare removed then
-	// leaves that job to a new agent later, under a name used before.
-	pending := len(waiting) > 0 || tentative(p, o.Agents)
+// warm settles the spare instances no waiting job took: warm ones count
+// towards min_idle; ones made for a job that is gone are removed, others
+// stay for the next job or until max_lifetime. None is removed while a job
+// of the pool is pending: the agent it seems to have may be a single-use
+// one that already ran a job and is on its way out (an agent that finished
+// its job is offered the next one before it closes its session, and its
+// container runs on a moment after it unregisters). A spare removed then
+// leaves that job to a new agent later, under a name used before. Then warm
+// slots are created up to min_idle.
+func (pl *planner) warm() {
+	p := pl.p
+	pending := len(pl.waiting) > 0 || unsure(pl.o.Agents)
 	idle := 0
-	for _, in := range spare {
-		if used[in.Name] {
+	for _, in := range pl.spare {
+		if pl.used[in.Name] {
 			continue
 		}
 		switch {
 		case pending:
 			idle++
 		case in.Slot > 0 && idle >= p.MinIdle:
-			del(in, ReasonExcessWarm)
-			live--
-		case in.Request > 0 && !unfinished[in.Request] && in.Slot == 0 && idle >= p.MinIdle:
-			del(in, ReasonRequestGone)
-			live--
+			pl.del(in, ReasonExcessWarm)
+			pl.live--
+		case in.Request > 0 && !pl.unfinished[in.Request] && in.Slot == 0 && idle >= p.MinIdle:
+			pl.del(in, ReasonRequestGone)
+			pl.live--
 		default:
 			idle++
 		}
 	}
-	budget = p.MaxAgents - live - countKind(d.Actions, Create)
+	budget := p.MaxAgents - pl.live - countKind(pl.d.Actions, Create)
 	for slot := 1; idle < p.MinIdle && budget > 0; slot++ {
-		name := providers.SlotName(p.Pool, slot)
-		if taken[name] {
+		name := p.Naming.SlotName(p.Pool, slot)
+		if pl.taken[name] {
 			continue
 		}
-		taken[name] = true
+		pl.taken[name] = true
 		idle++
 		budget--
-		d.Actions = append(d.Actions, Action{Kind: Create, Pool: p.Pool, Name: name, Slot: slot, Reason: ReasonWarmSlot})
+		pl.d.Actions = append(pl.d.Actions, Action{Kind: Create, Pool: p.Pool, Name: name, Slot: slot, Reason: ReasonWarmSlot})
 	}
+}
 
-	// Leftover registrations: offline agents of ours with no job and no
-	// instance. Anything not named exactly like ours is someone else's.
-	for _, a := range o.Agents {
-		if ours(a.Name) && !a.Online() && a.AssignedRequest == nil && (!taken[a.Name] || deleted[a.Name]) {
-			u := Action{Kind: Unregister, Pool: p.Pool, Name: a.Name, AgentID: a.ID, Reason: ReasonOffline}
-			if !taken[a.Name] {
+// cleanUp unregisters leftover registrations: offline agents of ours with
+// no job and no instance. Anything not named exactly like ours is someone
+// else's.
+func (pl *planner) cleanUp() {
+	for _, a := range pl.o.Agents {
+		if pl.ours(a.Name) && !a.Online && a.Job == nil && (!pl.taken[a.Name] || pl.deleted[a.Name]) {
+			u := Action{Kind: Unregister, Pool: pl.p.Pool, Name: a.Name, AgentID: a.ID, Reason: ReasonOffline}
+			if !pl.taken[a.Name] {
 				u.counted = "offline"
 			}
-			d.Actions = append(d.Actions, u)
+			pl.d.Actions = append(pl.d.Actions, u)
 		}
 	}
-	if p.Placeholder {
-		if _, ok := agents[PlaceholderName(p.Pool)]; !ok {
-			d.Actions = append(d.Actions, Action{Kind: RegisterPlaceholder, Pool: p.Pool, Name: PlaceholderName(p.Pool), Reason: ReasonPlaceholder})
-		}
+}
+
+// placeholder registers the pool's placeholder agent when it is missing.
+func (pl *planner) placeholder() {
+	if !pl.p.Placeholder {
+		return
 	}
-	return d
+	if _, ok := pl.agents[PlaceholderName(pl.p.Pool)]; !ok {
+		pl.d.Actions = append(pl.d.Actions, Action{Kind: RegisterPlaceholder, Pool: pl.p.Pool, Name: PlaceholderName(pl.p.Pool), Reason: ReasonPlaceholder})
+	}
 }
 
 // AgentsAfter returns Agents as they stand once the actions that did not
@@ -312,49 +359,39 @@ func (d Decision) AgentsAfter(failed []ActionError) map[string]int {
 	return out
 }
 
-// waitingRequests returns the requests nobody has taken that this pool's
-// agents can serve, oldest first, and counts the rest.
-func (d *Decision) waitingRequests(p Policy, requests []azuredevops.JobRequest, assigned map[int64]bool) []azuredevops.JobRequest {
-	var out []azuredevops.JobRequest
+// waitingJobs returns the jobs nobody has taken that this pool's agents can
+// serve, oldest first, and counts the rest.
+func (d *Decision) waitingJobs(jobs []ci.Job, held map[int64]bool) []ci.Job {
+	var out []ci.Job
 	seen := map[int64]bool{}
-	for _, r := range requests {
-		if !r.Waiting() || assigned[r.RequestID] || seen[r.RequestID] {
+	for _, j := range jobs {
+		if !j.Waiting || held[j.ID] || seen[j.ID] {
 			continue
 		}
-		seen[r.RequestID] = true
-		ok, err := azuredevops.Satisfies(p.Capabilities, r.Demands)
-		if err != nil {
-			d.Problems = append(d.Problems, fmt.Sprintf("request %d: %v", r.RequestID, err))
+		seen[j.ID] = true
+		if j.Problem != "" {
+			d.Problems = append(d.Problems, j.Problem)
 		}
-		if !ok {
+		if !j.Servable {
 			d.Unmatched++
 			continue
 		}
-		out = append(out, r)
+		out = append(out, j)
 	}
-	sort.SliceStable(out, func(i, j int) bool {
-		if !out[i].QueueTime.Equal(out[j].QueueTime) {
-			return out[i].QueueTime.Before(out[j].QueueTime)
+	sort.SliceStable(out, func(i, k int) bool {
+		if !out[i].Queued.Equal(out[k].Queued) {
+			return out[i].Queued.Before(out[k].Queued)
 		}
-		return out[i].RequestID < out[j].RequestID
+		return out[i].ID < out[k].ID
 	})
 	d.Waiting = len(out)
 	return out
 }
 
-// tentative reports whether an agent holds a job of the pool that it has
-// not received yet: it may never run it.
-func tentative(p Policy, agents []azuredevops.Agent) bool {
-	for _, a := range agents {
-		r := a.AssignedRequest
-		if r == nil || r.ReceiveTime != nil || r.Result != nil {
-			continue
-		}
-		if ok, _ := azuredevops.Satisfies(p.Capabilities, r.Demands); ok {
-			return true
-		}
-	}
-	return false
+// unsure reports whether an agent holds a job of the pool that it has not
+// received yet: it may never run it.
+func unsure(agents []ci.Agent) bool {
+	return slices.ContainsFunc(agents, func(a ci.Agent) bool { return a.Job != nil && a.Job.Unsure })
 }
 
 // ForeignGrace is how long a waiting job may be counted as going to an idle
@@ -363,68 +400,51 @@ func tentative(p Policy, agents []azuredevops.Agent) bool {
 const ForeignGrace = 30 * time.Second
 
 // foreignIdle returns the online, enabled, idle agents that are not ours,
-// with their system and user capabilities merged, in name order.
-func foreignIdle(agents []azuredevops.Agent, ours func(string) bool) []foreignAgent {
-	var out []foreignAgent
+// in name order.
+func foreignIdle(agents []ci.Agent, ours func(string) bool) []ci.Agent {
+	var out []ci.Agent
 	for _, a := range agents {
-		if ours(a.Name) || !a.Online() || !a.Enabled || a.AssignedRequest != nil {
+		if ours(a.Name) || !a.Online || !a.Enabled || a.Job != nil {
 			continue
 		}
-		caps := maps.Clone(a.SystemCapabilities)
-		if caps == nil {
-			caps = map[string]string{}
-		}
-		maps.Copy(caps, a.UserCapabilities)
-		out = append(out, foreignAgent{name: a.Name, caps: caps})
+		out = append(out, a)
 	}
-	slices.SortFunc(out, func(a, b foreignAgent) int { return strings.Compare(a.name, b.name) })
+	slices.SortFunc(out, func(a, b ci.Agent) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
-type foreignAgent struct {
-	name string
-	caps map[string]string
-}
-
-// foreignTaker returns the index of the first foreign agent that Azure
-// DevOps would hand the request to, or -1: one whose capabilities satisfy
-// the request's demands, while the request has waited less than
-// ForeignGrace.
-func foreignTaker(foreign []foreignAgent, r azuredevops.JobRequest, now time.Time) int {
-	if now.Sub(r.QueueTime) >= ForeignGrace {
+// foreignTaker returns the index of the first foreign agent that the CI
+// system would hand the job to, or -1: one whose capabilities meet the
+// job's demands, while the job has waited less than ForeignGrace.
+func foreignTaker(foreign []ci.Agent, j ci.Job, now time.Time) int {
+	if now.Sub(j.Queued) >= ForeignGrace || j.Takes == nil {
 		return -1
 	}
 	for i, a := range foreign {
-		if ok, _ := azuredevops.Satisfies(a.caps, r.Demands); ok {
+		if j.Takes(a.Caps) {
 			return i
 		}
 	}
 	return -1
 }
 
-// swapName finds a free name for a request whose own name is held by an
-// agent that took another job X: the name of X, or, when an agent took
-// another job in turn from X's name, the next one along that chain, as a
-// burst's agents take each other's jobs. The chain follows assignments only,
-// so every reconciler picks the same name from one observation.
-func swapName(pool, name string, agents map[string]azuredevops.Agent, taken map[string]bool) string {
-	for range len(agents) {
-		a, ok := agents[name]
-		if !ok || a.AssignedRequest == nil {
+// swapName finds a free name for a job whose own name is held by an agent
+// that took another job X: the name of X, or, when an agent took another
+// job in turn from X's name, the next one along that chain, as a burst's
+// agents take each other's jobs. The chain follows assignments only, so
+// every reconciler picks the same name from one observation.
+func (pl *planner) swapName(name string) string {
+	for range len(pl.agents) {
+		a, ok := pl.agents[name]
+		if !ok || a.Job == nil {
 			return ""
 		}
-		name = providers.RequestName(pool, a.AssignedRequest.RequestID)
-		if !taken[name] {
+		name = pl.p.Naming.JobName(pl.p.Pool, a.Job.ID)
+		if !pl.taken[name] {
 			return name
 		}
 	}
 	return "" // a cycle of names
-}
-
-// ownName matches exactly the agent names this pool's instances get.
-func ownName(pool string) func(string) bool {
-	re := regexp.MustCompile(`^` + regexp.QuoteMeta(pool) + `-[rw][0-9]+$`)
-	return re.MatchString
 }
 
 func finishedAt(in providers.Instance) time.Time {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentscaler/agentscaler/ci"
 	"github.com/agentscaler/agentscaler/providers"
 	"github.com/agentscaler/agentscaler/sources/azuredevops"
 )
@@ -18,10 +19,33 @@ var t0 = time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
 
 func policy() Policy {
 	return Policy{
-		Pool: "linux", MaxAgents: 10, StartupTimeout: 5 * time.Minute, MaxLifetime: 6 * time.Hour,
-		FailureBackoff: 5 * time.Minute, Capabilities: map[string]string{"Agent.OS": "Linux", "docker": "", "Agent.Version": "4.261.0"},
+		Pool: "linux", Naming: ci.Requests, MaxAgents: 10, StartupTimeout: 5 * time.Minute, MaxLifetime: 6 * time.Hour,
+		FailureBackoff: 5 * time.Minute,
 	}
 }
+
+// poolCaps are what the test pool's agents offer.
+var poolCaps = map[string]string{"Agent.OS": "Linux", "docker": "", "Agent.Version": "4.261.0"}
+
+// adoObservation is an observation in Azure DevOps' terms. The plan tests
+// are written in them: they replay what Azure DevOps shows, adapted as the
+// Azure DevOps source adapts it.
+type adoObservation struct {
+	Now          time.Time
+	Requests     []azuredevops.JobRequest
+	Agents       []azuredevops.Agent
+	Instances    []providers.Instance
+	FreeParallel int
+}
+
+func (o adoObservation) neutral() Observation {
+	return Observation{
+		Now: o.Now, Instances: o.Instances, Free: o.FreeParallel,
+		Jobs: azuredevops.Jobs(poolCaps, o.Requests), Agents: azuredevops.Agents(poolCaps, o.Agents),
+	}
+}
+
+func planADO(p Policy, o adoObservation) Decision { return Plan(p, o.neutral()) }
 
 // waiting is a request nobody has taken, queued at t0 plus sec seconds.
 func waiting(id int64, sec int, demands ...string) azuredevops.JobRequest {
@@ -92,7 +116,7 @@ func TestPlan(t *testing.T) {
 	tests := []struct {
 		name   string
 		policy func(*Policy)
-		obs    Observation
+		obs    adoObservation
 		want   []string // "kind name [request] reason"
 	}{
 		{
@@ -103,35 +127,35 @@ func TestPlan(t *testing.T) {
 		{
 			name:   "placeholder already registered",
 			policy: func(p *Policy) { p.Placeholder = true },
-			obs:    Observation{Agents: []azuredevops.Agent{agent(1, "linux-placeholder", "offline", nil)}},
+			obs:    adoObservation{Agents: []azuredevops.Agent{agent(1, "linux-placeholder", "offline", nil)}},
 		},
 		{
 			name: "one waiting job gets one agent named after it",
-			obs:  Observation{Requests: []azuredevops.JobRequest{waiting(42, 0)}},
+			obs:  adoObservation{Requests: []azuredevops.JobRequest{waiting(42, 0)}},
 			want: []string{"create linux-r42 42 waiting_job"},
 		},
 		{
 			name: "a job whose instance is starting gets no second one",
-			obs: Observation{
+			obs: adoObservation{
 				Requests:  []azuredevops.JobRequest{waiting(42, 0)},
 				Instances: []providers.Instance{withRequest(inst("linux-r42", providers.StatePending, time.Minute), 42)},
 			},
 		},
 		{
 			name: "a job listed twice gets one agent",
-			obs:  Observation{Requests: []azuredevops.JobRequest{waiting(42, 0), waiting(42, 0)}},
+			obs:  adoObservation{Requests: []azuredevops.JobRequest{waiting(42, 0), waiting(42, 0)}},
 			want: []string{"create linux-r42 42 waiting_job"},
 		},
 		{
 			name:   "max_agents keeps the oldest jobs",
 			policy: func(p *Policy) { p.MaxAgents = 2 },
-			obs:    Observation{Requests: []azuredevops.JobRequest{waiting(3, 30), waiting(1, 10), waiting(2, 20)}},
+			obs:    adoObservation{Requests: []azuredevops.JobRequest{waiting(3, 30), waiting(1, 10), waiting(2, 20)}},
 			want:   []string{"create linux-r1 1 waiting_job", "create linux-r2 2 waiting_job"},
 		},
 		{
 			name:   "max_agents counts running instances",
 			policy: func(p *Policy) { p.MaxAgents = 2 },
-			obs: Observation{
+			obs: adoObservation{
 				Requests:  []azuredevops.JobRequest{assignedTo(waiting(9, 0), "linux-r9"), waiting(10, 1), waiting(11, 2)},
 				Agents:    []azuredevops.Agent{agent(5, "linux-r9", "online", &azuredevops.JobRequest{RequestID: 9})},
 				Instances: []providers.Instance{withRequest(inst("linux-r9", providers.StateRunning, 2*time.Minute), 9)},
@@ -140,16 +164,16 @@ func TestPlan(t *testing.T) {
 		},
 		{
 			name: "free parallel jobs cap creates",
-			obs:  Observation{FreeParallel: 1, Requests: []azuredevops.JobRequest{waiting(1, 0), waiting(2, 1)}},
+			obs:  adoObservation{FreeParallel: 1, Requests: []azuredevops.JobRequest{waiting(1, 0), waiting(2, 1)}},
 			want: []string{"create linux-r1 1 waiting_job"},
 		},
 		{
 			name: "finished and assigned requests need nothing",
-			obs:  Observation{Requests: []azuredevops.JobRequest{finished(waiting(1, 0)), assignedTo(waiting(2, 0), "other")}},
+			obs:  adoObservation{Requests: []azuredevops.JobRequest{finished(waiting(1, 0)), assignedTo(waiting(2, 0), "other")}},
 		},
 		{
 			name: "a request an agent already holds is not waiting, even if the list is stale",
-			obs: Observation{
+			obs: adoObservation{
 				Requests:  []azuredevops.JobRequest{waiting(5, 0)},
 				Agents:    []azuredevops.Agent{agent(3, "linux-r5", "online", &azuredevops.JobRequest{RequestID: 5})},
 				Instances: []providers.Instance{withRequest(inst("linux-r5", providers.StateRunning, time.Minute), 5)},
@@ -157,12 +181,12 @@ func TestPlan(t *testing.T) {
 		},
 		{
 			name: "jobs whose demands the pool does not meet get nothing",
-			obs:  Observation{Requests: []azuredevops.JobRequest{waiting(1, 0, "Agent.OS -equals Windows_NT"), waiting(2, 0, "maven"), waiting(3, 0, "docker", "Agent.Version -gtVersion 2.163.1")}},
+			obs:  adoObservation{Requests: []azuredevops.JobRequest{waiting(1, 0, "Agent.OS -equals Windows_NT"), waiting(2, 0, "maven"), waiting(3, 0, "docker", "Agent.Version -gtVersion 2.163.1")}},
 			want: []string{"create linux-r3 3 waiting_job"},
 		},
 		{
 			name: "an idle foreign agent that matches absorbs the oldest job it can take",
-			obs: Observation{
+			obs: adoObservation{
 				Requests: []azuredevops.JobRequest{waiting(1, 590, "docker"), waiting(2, 591), waiting(3, 592)},
 				Agents:   []azuredevops.Agent{foreign(8, "build-vm-01", map[string]string{"Agent.OS": "Linux"})},
 			},
@@ -170,7 +194,7 @@ func TestPlan(t *testing.T) {
 		},
 		{
 			name: "an idle Windows agent does not starve Linux jobs",
-			obs: Observation{
+			obs: adoObservation{
 				Requests: []azuredevops.JobRequest{
 					waiting(1, 590, linuxOnly), waiting(2, 591, linuxOnly), waiting(3, 592, linuxOnly), waiting(4, 593, linuxOnly), waiting(5, 594, linuxOnly),
 				},
@@ -180,7 +204,7 @@ func TestPlan(t *testing.T) {
 		},
 		{
 			name: "a job that waited past the grace beside a matching foreign agent gets ours",
-			obs: Observation{
+			obs: adoObservation{
 				Requests: []azuredevops.JobRequest{waiting(1, 0, linuxOnly), waiting(2, 591, linuxOnly)},
 				Agents:   []azuredevops.Agent{foreign(8, "build-vm-01", linuxCaps)},
 			},
@@ -188,7 +212,7 @@ func TestPlan(t *testing.T) {
 		},
 		{
 			name: "a disabled foreign agent absorbs nothing",
-			obs: Observation{
+			obs: adoObservation{
 				Requests: []azuredevops.JobRequest{waiting(1, 590)},
 				Agents:   []azuredevops.Agent{disabled(foreign(8, "build-vm-01", linuxCaps))},
 			},
@@ -196,7 +220,7 @@ func TestPlan(t *testing.T) {
 		},
 		{
 			name: "a busy or offline foreign agent absorbs nothing",
-			obs: Observation{
+			obs: adoObservation{
 				Requests: []azuredevops.JobRequest{waiting(1, 590), assignedTo(waiting(2, 580), "build-vm-01")},
 				Agents: []azuredevops.Agent{
 					withJob(foreign(8, "build-vm-01", linuxCaps), 2),
@@ -207,14 +231,14 @@ func TestPlan(t *testing.T) {
 		},
 		{
 			name: "user capabilities count for a foreign agent",
-			obs: Observation{
+			obs: adoObservation{
 				Requests: []azuredevops.JobRequest{waiting(1, 590, "java")},
 				Agents:   []azuredevops.Agent{withUserCaps(foreign(8, "build-vm-01", linuxCaps), map[string]string{"java": "17"})},
 			},
 		},
 		{
 			name: "an idle agent of ours made for a job another agent took serves the next job",
-			obs: Observation{
+			obs: adoObservation{
 				Requests:  []azuredevops.JobRequest{assignedTo(waiting(1, 0), "build-vm-01"), waiting(2, 5)},
 				Agents:    []azuredevops.Agent{agent(8, "build-vm-01", "online", &azuredevops.JobRequest{RequestID: 1}), agent(9, "linux-r1", "online", nil)},
 				Instances: []providers.Instance{withRequest(inst("linux-r1", providers.StateRunning, time.Minute), 1)},
@@ -222,7 +246,7 @@ func TestPlan(t *testing.T) {
 		},
 		{
 			name: "an agent that took another job frees that job's name for this one",
-			obs: Observation{
+			obs: adoObservation{
 				Requests:  []azuredevops.JobRequest{waiting(5, 0), assignedTo(req7, "linux-r5")},
 				Agents:    []azuredevops.Agent{agent(3, "linux-r5", "online", &azuredevops.JobRequest{RequestID: 7})},
 				Instances: []providers.Instance{withRequest(inst("linux-r5", providers.StateRunning, time.Minute), 5)},
@@ -231,7 +255,7 @@ func TestPlan(t *testing.T) {
 		},
 		{
 			name: "agents that took each other's jobs along a chain free the name at its end",
-			obs: Observation{
+			obs: adoObservation{
 				// r7 took job 6, r6 took job 5: job 7 waits, its name and
 				// job 6's are held, job 5's is free.
 				Requests: []azuredevops.JobRequest{waiting(7, 0), assignedTo(waiting(6, 0), "linux-r7"), assignedTo(waiting(5, 0), "linux-r6")},
@@ -248,7 +272,7 @@ func TestPlan(t *testing.T) {
 		},
 		{
 			name: "exited instances are deleted and their job served again",
-			obs: Observation{
+			obs: adoObservation{
 				Requests:  []azuredevops.JobRequest{waiting(5, 0)},
 				Instances: []providers.Instance{withRequest(inst("linux-r5", providers.StateExited, time.Minute), 5)},
 			},
@@ -256,21 +280,21 @@ func TestPlan(t *testing.T) {
 		},
 		{
 			name: "a failed instance is kept for failure_backoff so a broken image does not churn",
-			obs: Observation{
+			obs: adoObservation{
 				Requests:  []azuredevops.JobRequest{waiting(5, 0)},
 				Instances: []providers.Instance{withRequest(inst("linux-r5", providers.StateFailed, 4*time.Minute), 5)},
 			},
 		},
 		{
 			name: "a failed instance is deleted after failure_backoff",
-			obs: Observation{
+			obs: adoObservation{
 				Instances: []providers.Instance{withRequest(inst("linux-r5", providers.StateFailed, 10*time.Minute), 5)},
 			},
 			want: []string{"delete linux-r5 5 failed_after_backoff"},
 		},
 		{
 			name: "an agent that never came online is removed after startup_timeout",
-			obs: Observation{
+			obs: adoObservation{
 				Requests:  []azuredevops.JobRequest{waiting(5, 0)},
 				Instances: []providers.Instance{withRequest(inst("linux-r5", providers.StateRunning, 6*time.Minute), 5)},
 			},
@@ -279,7 +303,7 @@ func TestPlan(t *testing.T) {
 		{
 			name:   "max_lifetime removes idle agents, never busy ones",
 			policy: func(p *Policy) { p.MaxLifetime = time.Hour },
-			obs: Observation{
+			obs: adoObservation{
 				Requests: []azuredevops.JobRequest{assignedTo(waiting(2, 0), "linux-r2")},
 				Agents:   []azuredevops.Agent{agent(1, "linux-w1", "online", nil), agent(2, "linux-r2", "online", &azuredevops.JobRequest{RequestID: 2})},
 				Instances: []providers.Instance{
@@ -291,7 +315,7 @@ func TestPlan(t *testing.T) {
 		},
 		{
 			name: "an instance whose job is gone is removed",
-			obs: Observation{
+			obs: adoObservation{
 				Instances: []providers.Instance{withRequest(inst("linux-r5", providers.StatePending, time.Minute), 5)},
 			},
 			want: []string{"delete linux-r5 5 request_gone"},
@@ -304,7 +328,7 @@ func TestPlan(t *testing.T) {
 		{
 			name:   "a warm agent absorbs a job and a new warm slot replaces it",
 			policy: func(p *Policy) { p.MinIdle = 1 },
-			obs: Observation{
+			obs: adoObservation{
 				Requests:  []azuredevops.JobRequest{waiting(5, 0)},
 				Agents:    []azuredevops.Agent{agent(1, "linux-w1", "online", nil)},
 				Instances: []providers.Instance{withSlot(inst("linux-w1", providers.StateRunning, time.Minute), 1)},
@@ -314,19 +338,19 @@ func TestPlan(t *testing.T) {
 		{
 			name:   "min_idle yields to jobs under max_agents",
 			policy: func(p *Policy) { p.MinIdle = 2; p.MaxAgents = 2 },
-			obs:    Observation{Requests: []azuredevops.JobRequest{waiting(5, 0)}},
+			obs:    adoObservation{Requests: []azuredevops.JobRequest{waiting(5, 0)}},
 			want:   []string{"create linux-r5 5 waiting_job", "create linux-w1 min_idle"},
 		},
 		{
 			name: "warm agents beyond min_idle are removed",
-			obs: Observation{
+			obs: adoObservation{
 				Instances: []providers.Instance{withSlot(inst("linux-w1", providers.StatePending, time.Minute), 1)},
 			},
 			want: []string{"delete linux-w1 excess_warm"},
 		},
 		{
 			name: "only offline agents named exactly like ours, with no job and no instance, are unregistered",
-			obs: Observation{
+			obs: adoObservation{
 				Agents: []azuredevops.Agent{
 					agent(1, "linux-r12", "offline", nil),                                    // ours, leftover
 					agent(2, "linux-w3", "offline", nil),                                     // ours, leftover
@@ -345,7 +369,7 @@ func TestPlan(t *testing.T) {
 		},
 		{
 			name: "an exited instance's offline agent is unregistered with it",
-			obs: Observation{
+			obs: adoObservation{
 				Agents:    []azuredevops.Agent{agent(1, "linux-r12", "offline", nil)},
 				Instances: []providers.Instance{withRequest(inst("linux-r12", providers.StateExited, time.Minute), 12)},
 			},
@@ -363,7 +387,7 @@ func TestPlan(t *testing.T) {
 			if o.FreeParallel == 0 {
 				o.FreeParallel = -1
 			}
-			d := Plan(p, o)
+			d := planADO(p, o)
 			got := render(d.Actions)
 			if !slices.Equal(got, tc.want) {
 				t.Errorf("actions:\n got  %q\n want %q", got, tc.want)
@@ -406,24 +430,24 @@ func TestPlanSingleUseAgentOnItsWayOut(t *testing.T) {
 	offered19.ReservedAgent = &azuredevops.AgentReference{ID: 2, Name: "linux-r19", Status: "online", Enabled: true}
 	type step struct {
 		what string
-		obs  Observation
+		obs  adoObservation
 		want []string
 	}
 	start := []step{
-		{"both jobs wait", Observation{Requests: []azuredevops.JobRequest{job16, job19}},
+		{"both jobs wait", adoObservation{Requests: []azuredevops.JobRequest{job16, job19}},
 			[]string{"create linux-r16 16 waiting_job", "create linux-r19 19 waiting_job"}},
-		{"r19 takes the older job 16; r16 is starting", Observation{
+		{"r19 takes the older job 16; r16 is starting", adoObservation{
 			Requests:  []azuredevops.JobRequest{tookJob16, job19},
 			Agents:    []azuredevops.Agent{agent(2, "linux-r19", "online", &tookJob16)},
 			Instances: []providers.Instance{r16(providers.StatePending), r19(providers.StateRunning)},
 		}, nil},
 	}
 	end := []step{
-		{"r19 has exited; r16 is there for job 19", Observation{
+		{"r19 has exited; r16 is there for job 19", adoObservation{
 			Requests:  []azuredevops.JobRequest{job19},
 			Instances: []providers.Instance{r16(providers.StatePending), r19(providers.StateExited)},
 		}, []string{"delete linux-r19 19 exited"}},
-		{"r16 comes online for job 19", Observation{
+		{"r16 comes online for job 19", adoObservation{
 			Requests:  []azuredevops.JobRequest{job19},
 			Agents:    []azuredevops.Agent{agent(3, "linux-r16", "online", nil)},
 			Instances: []providers.Instance{r16(providers.StateRunning)},
@@ -433,12 +457,12 @@ func TestPlanSingleUseAgentOnItsWayOut(t *testing.T) {
 		name string
 		exit step
 	}{
-		{"offered the next job before it closes its session", step{"r19 finished job 16 and is offered job 19", Observation{
+		{"offered the next job before it closes its session", step{"r19 finished job 16 and is offered job 19", adoObservation{
 			Requests:  []azuredevops.JobRequest{offered19},
 			Agents:    []azuredevops.Agent{agent(2, "linux-r19", "online", &offered19)},
 			Instances: []providers.Instance{r16(providers.StatePending), r19(providers.StateRunning)},
 		}, nil}},
-		{"its container outlives its registration", step{"r19 finished job 16 and unregistered; its container still runs", Observation{
+		{"its container outlives its registration", step{"r19 finished job 16 and unregistered; its container still runs", adoObservation{
 			Requests:  []azuredevops.JobRequest{job19},
 			Instances: []providers.Instance{r16(providers.StatePending), r19(providers.StateRunning)},
 		}, nil}},
@@ -448,11 +472,11 @@ func TestPlanSingleUseAgentOnItsWayOut(t *testing.T) {
 			for i, st := range slices.Concat(start, []step{tc.exit}, end) {
 				o := st.obs
 				o.Now, o.FreeParallel = now, -1
-				got := render(Plan(policy(), o).Actions)
+				got := render(planADO(policy(), o).Actions)
 				if !slices.Equal(got, st.want) {
 					t.Fatalf("pass %d (%s):\n got  %q\n want %q", i+1, st.what, got, st.want)
 				}
-				for _, a := range Plan(policy(), o).Actions {
+				for _, a := range planADO(policy(), o).Actions {
 					if a.Kind == Create && created[a.Name] {
 						t.Fatalf("pass %d (%s): %s created a second time", i+1, st.what, a.Name)
 					}
@@ -464,7 +488,7 @@ func TestPlanSingleUseAgentOnItsWayOut(t *testing.T) {
 }
 
 func TestPlanCounts(t *testing.T) {
-	o := Observation{
+	o := adoObservation{
 		Now: now, FreeParallel: -1,
 		Requests: []azuredevops.JobRequest{waiting(1, 0), waiting(2, 0, "Agent.OS -equals Windows_NT"), waiting(3, 0, "java -like 17"), assignedTo(waiting(4, 0), "linux-r4")},
 		Agents:   []azuredevops.Agent{agent(1, "linux-r4", "online", &azuredevops.JobRequest{RequestID: 4}), agent(2, "linux-r1", "online", nil), agent(3, "linux-r9", "offline", nil)},
@@ -474,7 +498,7 @@ func TestPlanCounts(t *testing.T) {
 			withRequest(inst("linux-r6", providers.StatePending, time.Minute), 6),
 		},
 	}
-	d := Plan(policy(), o)
+	d := planADO(policy(), o)
 	if d.Waiting != 1 || d.Unmatched != 2 {
 		t.Errorf("waiting=%d unmatched=%d, want 1 and 2", d.Waiting, d.Unmatched)
 	}
@@ -497,7 +521,7 @@ func TestPlanInvariants(t *testing.T) {
 		p := policy()
 		p.MaxAgents = 1 + rng.IntN(6)
 		p.MinIdle = rng.IntN(3)
-		var o Observation
+		var o adoObservation
 		o.Now, o.FreeParallel = now, -1
 		if rng.IntN(2) == 0 {
 			p.MaxAgents = 100 // no cap: every servable job must be served
@@ -525,11 +549,11 @@ func TestPlanInvariants(t *testing.T) {
 		for n := range rng.IntN(6) {
 			name, in := "", providers.Instance{}
 			if rng.IntN(3) == 0 {
-				name = providers.SlotName("linux", n+1)
+				name = ci.Requests.SlotName("linux", n+1)
 				in = withSlot(inst(name, states[rng.IntN(4)], time.Duration(rng.IntN(600))*time.Second), n+1)
 			} else {
 				id := int64(1 + rng.IntN(10))
-				name = providers.RequestName("linux", id)
+				name = ci.Requests.JobName("linux", id)
 				in = withRequest(inst(name, states[rng.IntN(4)], time.Duration(rng.IntN(600))*time.Second), id)
 			}
 			if slices.ContainsFunc(o.Instances, func(x providers.Instance) bool { return x.Name == name }) {
@@ -544,7 +568,7 @@ func TestPlanInvariants(t *testing.T) {
 				o.Agents = append(o.Agents, agent(n, name, []string{"online", "offline"}[rng.IntN(2)], held))
 			}
 		}
-		d := Plan(p, o)
+		d := planADO(p, o)
 
 		taken := map[string]bool{}
 		live := 0
@@ -599,7 +623,7 @@ func TestPlanInvariants(t *testing.T) {
 		slices.Reverse(o2.Requests)
 		slices.Reverse(o2.Instances)
 		slices.Reverse(o2.Agents)
-		if got, want := render(Plan(p, o2).Actions), render(d.Actions); !sameSet(got, want) {
+		if got, want := render(planADO(p, o2).Actions), render(d.Actions); !sameSet(got, want) {
 			t.Fatalf("case %d: plan depends on input order:\n%v\n%v", i, got, want)
 		}
 	}
@@ -607,7 +631,7 @@ func TestPlanInvariants(t *testing.T) {
 
 // servable counts the distinct waiting requests the pool's capabilities
 // meet and no agent holds.
-func servable(p Policy, o Observation) int {
+func servable(p Policy, o adoObservation) int {
 	held := map[int64]bool{}
 	for _, a := range o.Agents {
 		if a.AssignedRequest != nil {
@@ -616,7 +640,7 @@ func servable(p Policy, o Observation) int {
 	}
 	seen := map[int64]bool{}
 	for _, r := range o.Requests {
-		if ok, _ := azuredevops.Satisfies(p.Capabilities, r.Demands); ok && r.Waiting() && !held[r.RequestID] {
+		if ok, _ := azuredevops.Satisfies(poolCaps, r.Demands); ok && r.Waiting() && !held[r.RequestID] {
 			seen[r.RequestID] = true
 		}
 	}
@@ -627,7 +651,7 @@ func servable(p Policy, o Observation) int {
 // plan keeps, the failed ones it keeps for failure_backoff, which hold their
 // job back on purpose, and those it deletes while their job is unfinished:
 // the name is free for a waiting job's agent at the next pass.
-func spareKept(o Observation, d Decision) int {
+func spareKept(o adoObservation, d Decision) int {
 	deleted := map[string]bool{}
 	for _, a := range d.Actions {
 		if a.Kind == Delete {
@@ -656,7 +680,7 @@ func spareKept(o Observation, d Decision) int {
 
 // foreignTakers counts the idle foreign agents that meet the demands of at
 // least one waiting request queued within ForeignGrace.
-func foreignTakers(p Policy, o Observation) int {
+func foreignTakers(p Policy, o adoObservation) int {
 	n := 0
 	for _, a := range o.Agents {
 		if strings.HasPrefix(a.Name, p.Pool+"-") || !a.Online() || !a.Enabled || a.AssignedRequest != nil {
@@ -674,9 +698,9 @@ func foreignTakers(p Policy, o Observation) int {
 
 // swapped reports whether an agent of ours holds a job other than the one
 // its instance was named for.
-func swapped(o Observation) bool {
+func swapped(o adoObservation) bool {
 	for _, a := range o.Agents {
-		if a.AssignedRequest != nil && strings.HasPrefix(a.Name, "linux-r") && a.Name != providers.RequestName("linux", a.AssignedRequest.RequestID) {
+		if a.AssignedRequest != nil && strings.HasPrefix(a.Name, "linux-r") && a.Name != ci.Requests.JobName("linux", a.AssignedRequest.RequestID) {
 			return true
 		}
 	}
@@ -686,9 +710,9 @@ func swapped(o Observation) bool {
 // heldElsewhere reports whether an instance named for the request has an
 // agent busy with another job, which is how a second instance carrying the
 // request id legitimately appears.
-func heldElsewhere(o Observation, id int64) bool {
+func heldElsewhere(o adoObservation, id int64) bool {
 	for _, a := range o.Agents {
-		if a.Name == providers.RequestName("linux", id) && a.AssignedRequest != nil && a.AssignedRequest.RequestID != id {
+		if a.Name == ci.Requests.JobName("linux", id) && a.AssignedRequest != nil && a.AssignedRequest.RequestID != id {
 			return true
 		}
 	}

@@ -1,8 +1,8 @@
 package scaler
 
 import (
+	"github.com/agentscaler/agentscaler/ci"
 	"github.com/agentscaler/agentscaler/config"
-	"github.com/agentscaler/agentscaler/sources/azuredevops"
 )
 
 // PolicyFor is the plan's policy for a configured pool, the one mapping
@@ -10,9 +10,8 @@ import (
 // agent registered.
 func PolicyFor(pc config.Pool) Policy {
 	return Policy{
-		Pool: pc.Name, MaxAgents: pc.MaxAgents, MinIdle: pc.MinIdle,
+		Pool: pc.Name, Naming: ci.Requests, MaxAgents: pc.MaxAgents, MinIdle: pc.MinIdle,
 		StartupTimeout: pc.StartupTimeout, MaxLifetime: pc.MaxLifetime, FailureBackoff: pc.FailureBackoff,
-		Capabilities: azuredevops.PoolCapabilities(pc.Capabilities, pc.AgentVersion),
-		Placeholder:  true,
+		Placeholder: true,
 	}
 }

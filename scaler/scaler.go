@@ -1,8 +1,10 @@
 // Package scaler decides how many single-use agents each pool needs and
-// makes it so. Plan is the pure decision: observations in, actions out, no
-// I/O, so it is tested in a table and driven by the simulator. Scaler is the
-// loop around it: observe Azure DevOps and the provider, plan, apply with
-// bounded parallelism, and coalesce concurrent triggers per pool.
+// makes it so, whichever CI system the pool's jobs come from. Plan is the
+// pure decision: observations in, actions out, no I/O, so it is tested in a
+// table and driven by the simulator. Scaler is the loop around it: observe
+// the pool's source and provider, plan, apply with bounded parallelism; its
+// event methods (JobWaiting, JobCompleted, Tick) decide which passes run
+// when, and coalesce them per pool.
 package scaler
 
 import (
@@ -13,27 +15,32 @@ import (
 	"sync"
 	"time"
 
+	"github.com/agentscaler/agentscaler/ci"
 	"github.com/agentscaler/agentscaler/metrics"
 	"github.com/agentscaler/agentscaler/providers"
-	"github.com/agentscaler/agentscaler/sources/azuredevops"
 )
 
-// AzureDevOps is what the scaler asks of Azure DevOps.
-type AzureDevOps interface {
-	PoolID(ctx context.Context, name string) (int, error)
-	JobRequests(ctx context.Context, poolID int) ([]azuredevops.JobRequest, error)
-	Agents(ctx context.Context, poolID int) ([]azuredevops.Agent, error)
-	DeleteAgent(ctx context.Context, poolID, agentID int) error
-	AddAgent(ctx context.Context, poolID int, a azuredevops.Agent) (azuredevops.Agent, error)
-	ResourceUsage(ctx context.Context) (azuredevops.ResourceUsage, error)
+// Source is where a pool's jobs come from: a CI system's pool, adapted to
+// the ci model. Each call is one deadline's worth of work.
+type Source interface {
+	// Agents lists the agents registered in the pool, with the jobs they hold.
+	Agents(ctx context.Context) ([]ci.Agent, error)
+	// Jobs lists the pool's unfinished jobs.
+	Jobs(ctx context.Context) ([]ci.Job, error)
+	// Free returns how many more jobs the CI system lets run at once, or -1
+	// for no limit.
+	Free(ctx context.Context) (int, error)
+	// Unregister removes an agent's registration.
+	Unregister(ctx context.Context, agentID int64) error
+	// RegisterPlaceholder registers an offline agent named name.
+	RegisterPlaceholder(ctx context.Context, name string) error
 }
 
 // Pool is one autoscaled pool: its policy, where its jobs come from and
 // what starts its agents.
 type Pool struct {
 	Policy
-	AzurePool    string // the Azure DevOps agent pool name
-	AgentVersion string // reported by the placeholder agent
+	Source       Source
 	Provider     providers.Provider
 	ProviderName string // for metrics and logs
 	// Spec returns the agent spec for an instance name: image, resources,
@@ -43,18 +50,15 @@ type Pool struct {
 
 // Options configures a Scaler.
 type Options struct {
-	AzureDevOps AzureDevOps
-	Pools       []Pool
-	Metrics     *metrics.Metrics // nil records nothing
-	Logger      *slog.Logger     // nil logs nothing
-	// Parallelism bounds concurrent provider and Azure DevOps writes per pool.
+	Pools   []Pool
+	Metrics *metrics.Metrics // nil records nothing
+	Logger  *slog.Logger     // nil logs nothing
+	// Parallelism bounds concurrent provider and source writes per pool.
 	Parallelism int
 	// CallTimeout bounds each call that leaves the process.
 	CallTimeout time.Duration
 	// RunTimeout bounds one whole reconcile of a pool, retries included.
 	RunTimeout time.Duration
-	// RespectParallelJobs caps creates by the organization's free parallel jobs.
-	RespectParallelJobs bool
 	// Retries is how many times a retryable write is tried again.
 	Retries int
 	Now     func() time.Time
@@ -145,22 +149,18 @@ type ActionError struct {
 	Err    error
 }
 
-// Observe reads the pool's state: job requests first, then agents, then
-// instances (see Observation for why that order).
+// Observe reads the pool's state: instances first, then agents, then jobs.
+// A job seen waiting then was still waiting after the instances were
+// listed, so its agent cannot have run it and been deleted (by another
+// reconciler) in between; read the other way round, that stale job would
+// get a second agent.
 func (s *Scaler) Observe(ctx context.Context, pool string) (Observation, error) {
 	p, ok := s.pools[pool]
 	if !ok {
 		return Observation{}, fmt.Errorf("unknown pool %q", pool)
 	}
-	o := Observation{FreeParallel: -1}
-	poolID, err := s.poolID(ctx, p)
-	if err != nil {
-		return o, err
-	}
-	// Instances first, job requests last: a request seen waiting then was
-	// still waiting after the instances were listed, so its agent cannot
-	// have run it and been deleted (by another reconciler) in between; read
-	// the other way round, that stale request would get a second agent.
+	var o Observation
+	var err error
 	o.Instances, err = call(ctx, s.opt.CallTimeout, func(ctx context.Context) ([]providers.Instance, error) {
 		return p.Provider.List(ctx, pool)
 	})
@@ -168,36 +168,17 @@ func (s *Scaler) Observe(ctx context.Context, pool string) (Observation, error) 
 	if err != nil {
 		return o, fmt.Errorf("pool %s: list instances: %w", pool, err)
 	}
-	if o.Agents, err = call(ctx, s.opt.CallTimeout, func(ctx context.Context) ([]azuredevops.Agent, error) {
-		return s.opt.AzureDevOps.Agents(ctx, poolID)
-	}); err != nil {
+	if o.Agents, err = call(ctx, s.opt.CallTimeout, p.Source.Agents); err != nil {
 		return o, fmt.Errorf("pool %s: agents: %w", pool, err)
 	}
-	if o.Requests, err = call(ctx, s.opt.CallTimeout, func(ctx context.Context) ([]azuredevops.JobRequest, error) {
-		return s.opt.AzureDevOps.JobRequests(ctx, poolID)
-	}); err != nil {
-		return o, fmt.Errorf("pool %s: job requests: %w", pool, err)
+	if o.Jobs, err = call(ctx, s.opt.CallTimeout, p.Source.Jobs); err != nil {
+		return o, fmt.Errorf("pool %s: jobs: %w", pool, err)
 	}
-	if s.opt.RespectParallelJobs {
-		u, err := call(ctx, s.opt.CallTimeout, s.opt.AzureDevOps.ResourceUsage)
-		if err != nil {
-			return o, fmt.Errorf("parallel jobs: %w", err)
-		}
-		o.FreeParallel = u.Free()
-		s.opt.Metrics.SetParallelJobs(u.UsedCount, u.ResourceLimit.TotalCount)
+	if o.Free, err = call(ctx, s.opt.CallTimeout, p.Source.Free); err != nil {
+		return o, fmt.Errorf("pool %s: %w", pool, err)
 	}
 	o.Now = s.opt.Now()
 	return o, nil
-}
-
-func (s *Scaler) poolID(ctx context.Context, p *Pool) (int, error) {
-	id, err := call(ctx, s.opt.CallTimeout, func(ctx context.Context) (int, error) {
-		return s.opt.AzureDevOps.PoolID(ctx, p.AzurePool)
-	})
-	if err != nil {
-		return 0, fmt.Errorf("pool %s: Azure DevOps pool %q: %w", p.Pool, p.AzurePool, err)
-	}
-	return id, nil
 }
 
 // Plan observes a pool and returns the decision without changing anything.
@@ -231,7 +212,7 @@ func (s *Scaler) Reconcile(ctx context.Context, pool string) (Result, error) {
 		s.log.Warn("unparsable demand", "pool", pool, "problem", msg)
 	}
 	s.life.observe(s.opt.Metrics, pool, o)
-	s.noteJobs(pool, o.Requests)
+	s.noteJobs(pool, o.Jobs)
 	s.opt.Metrics.SetWaitingJobs(pool, res.Decision.Waiting)
 	res.Failed = s.apply(ctx, p, res.Decision.Actions)
 	// The gauges show the pool after this pass, not before it: what was
@@ -274,7 +255,7 @@ func (s *Scaler) apply(ctx context.Context, p *Pool, actions []Action) []ActionE
 			defer func() { <-sem }()
 			do := func(ctx context.Context) error { return s.do(ctx, p, a) }
 			switch a.Kind {
-			// Azure DevOps calls retry inside the client; provider calls here.
+			// Sources retry inside their clients; provider calls retry here.
 			case Delete:
 				do = func(ctx context.Context) error {
 					return s.retry(ctx, retryable, func(ctx context.Context) error { return s.do(ctx, p, a) })
@@ -365,24 +346,13 @@ func (s *Scaler) do(ctx context.Context, p *Pool, a Action) error {
 		s.opt.Metrics.ProviderOperation(p.ProviderName, "delete", result(err))
 		return err
 	case Unregister:
-		poolID, err := s.poolID(ctx, p)
-		if err != nil {
-			return err
-		}
-		_, err = call(ctx, s.opt.CallTimeout, func(ctx context.Context) (struct{}, error) {
-			return struct{}{}, s.opt.AzureDevOps.DeleteAgent(ctx, poolID, a.AgentID)
+		_, err := call(ctx, s.opt.CallTimeout, func(ctx context.Context) (struct{}, error) {
+			return struct{}{}, p.Source.Unregister(ctx, a.AgentID)
 		})
 		return err
 	case RegisterPlaceholder:
-		poolID, err := s.poolID(ctx, p)
-		if err != nil {
-			return err
-		}
-		_, err = call(ctx, s.opt.CallTimeout, func(ctx context.Context) (azuredevops.Agent, error) {
-			return s.opt.AzureDevOps.AddAgent(ctx, poolID, azuredevops.Agent{
-				Name: a.Name, Version: p.AgentVersion, Enabled: true, Status: "offline",
-				SystemCapabilities: p.Capabilities, MaxParallelism: 1,
-			})
+		_, err := call(ctx, s.opt.CallTimeout, func(ctx context.Context) (struct{}, error) {
+			return struct{}{}, p.Source.RegisterPlaceholder(ctx, a.Name)
 		})
 		return err
 	}

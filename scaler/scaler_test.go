@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentscaler/agentscaler/ci"
 	"github.com/agentscaler/agentscaler/internal/demo/adoemu"
 	"github.com/agentscaler/agentscaler/internal/testenv/syncbuf"
 	"github.com/agentscaler/agentscaler/metrics"
@@ -51,11 +52,11 @@ func newFixture(t *testing.T, emuOpts adoemu.Options, pol func(*Policy)) *fixtur
 	}
 	mem := memory.New(memory.Options{})
 	s := New(Options{
-		AzureDevOps: client,
-		Metrics:     metrics.New("test"),
-		Logger:      slog.New(slog.DiscardHandler),
+		Metrics: metrics.New("test"),
+		Logger:  slog.New(slog.DiscardHandler),
 		Pools: []Pool{{
-			Policy: p, AzurePool: "Default", AgentVersion: "4.275.0", Provider: mem, ProviderName: "memory",
+			Policy: p, Provider: mem, ProviderName: "memory",
+			Source: &azuredevops.Source{API: client, Name: "Default", Capabilities: poolCaps, AgentVersion: "4.275.0"},
 			Spec: func(context.Context) (providers.AgentSpec, error) {
 				return providers.AgentSpec{Image: "azp-agent:linux", Secrets: map[string]string{"AZP_TOKEN": "t"}}, nil
 			},
@@ -124,10 +125,10 @@ func TestReconcileAppliesEveryKind(t *testing.T) {
 	if got := render(res.Decision.Actions); len(got) != 4 {
 		t.Errorf("actions %q, want a create, a delete, an unregister and a placeholder", got)
 	}
-	if got, want := names(f.mem.All()), []string{providers.RequestName("linux", id)}; !slices.Equal(got, want) {
+	if got, want := names(f.mem.All()), []string{ci.Requests.JobName("linux", id)}; !slices.Equal(got, want) {
 		t.Errorf("instances %v, want %v", got, want)
 	}
-	in, _ := f.mem.Get(providers.RequestName("linux", id))
+	in, _ := f.mem.Get(ci.Requests.JobName("linux", id))
 	if in.Request != id {
 		t.Errorf("instance carries request %d, want %d", in.Request, id)
 	}
@@ -235,7 +236,7 @@ func TestLifecycleThroughEmulator(t *testing.T) {
 	m := f.s.opt.Metrics
 	start := time.Now()
 	id := f.emu.QueueJob("Default", adoemu.Job{Demands: []string{"docker"}})
-	name := providers.RequestName("linux", id)
+	name := ci.Requests.JobName("linux", id)
 	reconcile := func() {
 		t.Helper()
 		if _, err := f.s.Reconcile(context.Background(), "linux"); err != nil {
@@ -448,7 +449,7 @@ func TestStaticAgentHoldsNoJobBack(t *testing.T) {
 	var want []string
 	for range 5 {
 		id := f.emu.QueueJob("Default", adoemu.Job{Demands: []string{"Agent.OS -equals Linux"}})
-		want = append(want, providers.RequestName("linux", id))
+		want = append(want, ci.Requests.JobName("linux", id))
 	}
 	slices.Sort(want)
 	for pass := range 3 {
@@ -667,7 +668,7 @@ func TestCreateOfUnknownOutcomeIsPlannedAgain(t *testing.T) {
 	if err := f.s.WaitIdle(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	name := providers.RequestName("linux", id)
+	name := ci.Requests.JobName("linux", id)
 	prov.mu.Lock()
 	calls := prov.calls[name]
 	prov.mu.Unlock()

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/agentscaler/agentscaler/scaler"
 	"github.com/agentscaler/agentscaler/sources/azuredevops"
 )
 
@@ -47,7 +46,7 @@ type request struct {
 	job      int // index in the trace
 }
 
-var _ scaler.AzureDevOps = (*azureDevOps)(nil)
+var _ azuredevops.API = (*azureDevOps)(nil)
 
 func newAzureDevOps(pool string, now func() time.Time) *azureDevOps {
 	return &azureDevOps{pool: pool, poolID: 1, now: now, nextID: 1}

@@ -178,7 +178,7 @@ func newEngine(jobs []Job, pol Policy, opt Options) *engine {
 	e := &engine{
 		jobs: jobs, pol: pol, opt: opt, horizon: opt.Horizon,
 		clock:      fakeclock.New(epoch),
-		caps:       scaler.PolicyFor(opt.Pool).Capabilities,
+		caps:       azuredevops.PoolCapabilities(opt.Pool.Capabilities, opt.Pool.AgentVersion),
 		rng:        rand.New(rand.NewPCG(uint64(opt.Seed), 0x6b00c5)),
 		instances:  map[string]*instance{},
 		restarting: map[string]int{},
@@ -201,11 +201,9 @@ func newEngine(jobs []Job, pol Policy, opt Options) *engine {
 	e.rec = newRecorder(e.clock.Now, opt.StartLatency, opt.Seed)
 	p := opt.Pool
 	e.sc = scaler.New(scaler.Options{
-		AzureDevOps: e.ado,
 		Pools: []scaler.Pool{{
 			Policy:       scaler.PolicyFor(p),
-			AzurePool:    p.AzurePool,
-			AgentVersion: p.AgentVersion,
+			Source:       azuredevops.NewSource(e.ado, p.AzurePool, p.Capabilities, p.AgentVersion),
 			Provider:     e.rec,
 			ProviderName: "memory",
 			Spec: func(context.Context) (providers.AgentSpec, error) {

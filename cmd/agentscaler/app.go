@@ -31,7 +31,6 @@ type app struct {
 	getenv  func(string) string
 	log     *slog.Logger
 	metrics *metrics.Metrics
-	ado     *azuredevops.Client
 	auth    azuredevops.Authorizer
 	scaler  *scaler.Scaler
 	pusher  *metrics.Pusher // nil unless AGENTSCALER_PUSHGATEWAY_URL is set
@@ -84,7 +83,6 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv fu
 	if err != nil {
 		return nil, err
 	}
-	a.ado = client
 	if a.pusher, err = newPusher(a.metrics, getenv, log); err != nil {
 		return nil, err
 	}
@@ -95,26 +93,25 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv fu
 		if err != nil {
 			return nil, fmt.Errorf("pool %s: %w", pc.Name, err)
 		}
+		src := azuredevops.NewSource(client, pc.AzurePool, pc.Capabilities, pc.AgentVersion)
+		src.Parallel, src.ObserveParallel = cfg.AzureDevOps.RespectParallelJobs, a.metrics.SetParallelJobs
 		pools = append(pools, scaler.Pool{
 			Policy:       scaler.PolicyFor(pc),
-			AzurePool:    pc.AzurePool,
-			AgentVersion: pc.AgentVersion,
+			Source:       src,
 			Provider:     prov,
 			ProviderName: pc.Provider,
 			Spec:         a.specFunc(pc),
 		})
 	}
 	opts := scaler.Options{
-		AzureDevOps:         client,
-		Pools:               pools,
-		Metrics:             a.metrics,
-		Logger:              log,
-		Parallelism:         cfg.Reconcile.Parallelism,
-		CallTimeout:         cfg.Reconcile.CallTimeout,
-		RespectParallelJobs: cfg.AzureDevOps.RespectParallelJobs,
-		Pace:                client.Pace,
-		MinGap:              minGap,
-		MaxBackoff:          cfg.Reconcile.Interval,
+		Pools:       pools,
+		Metrics:     a.metrics,
+		Logger:      log,
+		Parallelism: cfg.Reconcile.Parallelism,
+		CallTimeout: cfg.Reconcile.CallTimeout,
+		Pace:        client.Pace,
+		MinGap:      minGap,
+		MaxBackoff:  cfg.Reconcile.Interval,
 	}
 	if a.pusher != nil {
 		// Whatever triggered the reconcile: the timer, a service hook, the

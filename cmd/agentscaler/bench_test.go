@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentscaler/agentscaler/ci"
 	"github.com/agentscaler/agentscaler/config"
 	"github.com/agentscaler/agentscaler/functions"
 	"github.com/agentscaler/agentscaler/internal/demo/adoemu"
@@ -75,7 +76,7 @@ func BenchmarkServeHooks(b *testing.B) {
 		jobs = append(jobs, ids...)
 		waitFor(b, time.Minute, "a create for every job of the batch", func() bool {
 			for _, id := range ids {
-				if _, ok := creates.first(providers.RequestName(benchPool, id)); !ok {
+				if _, ok := creates.first(ci.Requests.JobName(benchPool, id)); !ok {
 					return false
 				}
 			}
@@ -85,7 +86,7 @@ func BenchmarkServeHooks(b *testing.B) {
 			if err := emu.Finish(id, "succeeded"); err != nil {
 				b.Fatal(err)
 			}
-			if err := mem.Exit(providers.RequestName(benchPool, id), 0); err != nil {
+			if err := mem.Exit(ci.Requests.JobName(benchPool, id), 0); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -110,7 +111,7 @@ func BenchmarkServeHooks(b *testing.B) {
 		if !ok {
 			b.Fatalf("hook %s never reached the handler", d.EventID)
 		}
-		created, _ := creates.first(providers.RequestName(benchPool, d.RequestID))
+		created, _ := creates.first(ci.Requests.JobName(benchPool, d.RequestID))
 		latencies = append(latencies, max(0, created.Sub(received)))
 	}
 	if len(latencies) != len(jobs) {

@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentscaler/agentscaler/ci"
 	"github.com/agentscaler/agentscaler/internal/demo/adoemu"
-	"github.com/agentscaler/agentscaler/providers"
 	"github.com/agentscaler/agentscaler/providers/memory"
 )
 
@@ -126,7 +126,7 @@ func TestLoop(t *testing.T) {
 		}
 		id := emu.QueueJob("Default", adoemu.Job{Name: fmt.Sprintf("job-%d", i), Demands: demands})
 		if i%4 != 3 {
-			want = append(want, providers.RequestName("linux", id))
+			want = append(want, ci.Requests.JobName("linux", id))
 		}
 	}
 	slices.Sort(want)
@@ -170,7 +170,7 @@ func TestLoop(t *testing.T) {
 		t.Errorf("%d job-request reads for 12 hooks: triggers are not coalescing", calls)
 	}
 	for _, in := range s.mem.All() {
-		if in.Request == 0 || providers.RequestName("linux", in.Request) != in.Name {
+		if in.Request == 0 || ci.Requests.JobName("linux", in.Request) != in.Name {
 			t.Errorf("instance %s carries request %d", in.Name, in.Request)
 		}
 	}

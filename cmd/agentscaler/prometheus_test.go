@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentscaler/agentscaler/ci"
 	"github.com/agentscaler/agentscaler/config"
 	"github.com/agentscaler/agentscaler/internal/demo/adoemu"
 	"github.com/agentscaler/agentscaler/internal/testenv/syncbuf"
@@ -117,9 +118,9 @@ func TestPrometheusScrapesServe(t *testing.T) {
 	// Two agents come online; the first takes its job.
 	caps := map[string]string{"Agent.OS": "Linux", "docker": ""}
 	for _, id := range ids[:2] {
-		emu.RegisterAgent("Default", adoemu.AgentInfo{Name: providers.RequestName("linux", id), Online: true, SystemCapabilities: caps})
+		emu.RegisterAgent("Default", adoemu.AgentInfo{Name: ci.Requests.JobName("linux", id), Online: true, SystemCapabilities: caps})
 	}
-	if err := emu.Assign(ids[0], providers.RequestName("linux", ids[0])); err != nil {
+	if err := emu.Assign(ids[0], ci.Requests.JobName("linux", ids[0])); err != nil {
 		t.Fatal(err)
 	}
 	reconcileNow(t, s)
@@ -129,7 +130,7 @@ func TestPrometheusScrapesServe(t *testing.T) {
 
 	// The job ends as `--once` ends it: offline, result, exit. The completed
 	// hook has the instance deleted and the agent unregistered.
-	first := providers.RequestName("linux", ids[0])
+	first := ci.Requests.JobName("linux", ids[0])
 	if err := emu.SetAgentStatus("Default", first, false); err != nil {
 		t.Fatal(err)
 	}

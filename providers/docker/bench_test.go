@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"testing"
 
+	"github.com/agentscaler/agentscaler/ci"
 	"github.com/agentscaler/agentscaler/internal/testenv/dockertest"
 	"github.com/agentscaler/agentscaler/providers"
 	"github.com/agentscaler/agentscaler/providers/docker"
@@ -34,7 +35,7 @@ func BenchmarkCreateDelete(b *testing.B) {
 			i := int64(0)
 			for b.Loop() {
 				i++
-				spec := providers.AgentSpec{Name: providers.RequestName(pool, i), Pool: pool, Request: i, Image: waiterRef,
+				spec := providers.AgentSpec{Name: ci.Requests.JobName(pool, i), Pool: pool, Request: i, Image: waiterRef,
 					Secrets: map[string]string{"AZP_TOKEN": "bench-token-value"}}
 				if _, err := p.Create(ctx, spec); err != nil {
 					b.Fatal(err)
@@ -54,7 +55,7 @@ func BenchmarkList(b *testing.B) {
 	ctx := context.Background()
 	const pool = "benchlist"
 	for i := range int64(10) {
-		spec := providers.AgentSpec{Name: providers.RequestName(pool, i+1), Pool: pool, Request: i + 1, Image: waiterRef}
+		spec := providers.AgentSpec{Name: ci.Requests.JobName(pool, i+1), Pool: pool, Request: i + 1, Image: waiterRef}
 		if _, err := p.Create(ctx, spec); err != nil {
 			b.Fatal(err)
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
 
+	"github.com/agentscaler/agentscaler/ci"
 	"github.com/agentscaler/agentscaler/internal/testenv/dockertest"
 	"github.com/agentscaler/agentscaler/providers"
 	"github.com/agentscaler/agentscaler/providers/docker"
@@ -87,7 +88,7 @@ func uniquePool(t *testing.T, prefix string) string {
 func spec(t *testing.T, prefix string) providers.AgentSpec {
 	pool := uniquePool(t, prefix)
 	return providers.AgentSpec{
-		Name: providers.RequestName(pool, 1), Pool: pool, Request: 1,
+		Name: ci.Requests.JobName(pool, 1), Pool: pool, Request: 1,
 		Image: waiterRef,
 		Env:   map[string]string{"AZP_URL": "https://dev.azure.com/contoso", "AZP_POOL": "Default"},
 	}

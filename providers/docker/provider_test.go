@@ -21,6 +21,7 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/mount"
 
+	"github.com/agentscaler/agentscaler/ci"
 	"github.com/agentscaler/agentscaler/internal/testenv/dockertest"
 	"github.com/agentscaler/agentscaler/providers"
 	"github.com/agentscaler/agentscaler/providers/docker"
@@ -313,10 +314,10 @@ func TestDeleteLeavesOthersContainersAlone(t *testing.T) {
 	cli := engineClient(t)
 	p := newProvider(t, docker.Options{Network: "none", Pull: docker.PullNever})
 	pool := uniquePool(t, "del")
-	if err := p.Delete(ctxFor(t), providers.RequestName(pool, 404)); err != nil {
+	if err := p.Delete(ctxFor(t), ci.Requests.JobName(pool, 404)); err != nil {
 		t.Errorf("Delete of a missing instance: %v; want nil", err)
 	}
-	name := providers.RequestName(pool, 1)
+	name := ci.Requests.JobName(pool, 1)
 	if _, err := cli.ContainerCreate(ctxFor(t), &container.Config{Image: waiterRef}, &container.HostConfig{NetworkMode: "none"}, nil, nil, name); err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
+	"github.com/agentscaler/agentscaler/ci"
 	"github.com/agentscaler/agentscaler/internal/testenv/kubetest"
 	"github.com/agentscaler/agentscaler/providers"
 	"github.com/agentscaler/agentscaler/providers/kubernetes"
@@ -95,7 +96,7 @@ func TestConformance(t *testing.T) {
 		Foreign: func(t *testing.T, pool string) {
 			// A Job of the pool's name pattern that some other tool made:
 			// the pool label, no managed label.
-			name := providers.RequestName(pool, 424242)
+			name := ci.Requests.JobName(pool, 424242)
 			job := &batchv1.Job{
 				ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{providers.LabelPool: pool}},
 				Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{

@@ -16,7 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/scheme"
 
-	"github.com/agentscaler/agentscaler/providers"
+	"github.com/agentscaler/agentscaler/ci"
 	"github.com/agentscaler/agentscaler/providers/kubernetes"
 )
 
@@ -186,7 +186,7 @@ func (s *scenarios) use(t *testing.T, res, verb string) error {
 	t.Helper()
 	pool := fmt.Sprintf("rbac%d", s.n.Add(1))
 	spec := baseSpec()
-	spec.Name, spec.Pool, spec.Request = providers.RequestName(pool, 1), pool, 1
+	spec.Name, spec.Pool, spec.Request = ci.Requests.JobName(pool, 1), pool, 1
 	withSecret := spec
 	withSecret.Secrets = map[string]string{"AZP_TOKEN": "t", "EXTRA_SECRET": "x"}
 	adminCreate := func() {

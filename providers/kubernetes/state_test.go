@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentscaler/agentscaler/ci"
 	"github.com/agentscaler/agentscaler/internal/fakeclock"
 	"github.com/agentscaler/agentscaler/providers"
 	"github.com/agentscaler/agentscaler/providers/kubernetes"
@@ -50,7 +51,7 @@ func TestStartFailures(t *testing.T) {
 	created := map[string]providers.Instance{}
 	for i, c := range cases {
 		spec := baseSpec()
-		spec.Name, spec.Pool, spec.Request = providers.RequestName(pool, int64(i+1)), pool, int64(i+1)
+		spec.Name, spec.Pool, spec.Request = ci.Requests.JobName(pool, int64(i+1)), pool, int64(i+1)
 		in, err := p.Create(ctx(t), spec)
 		if err != nil {
 			t.Fatalf("Create(%s): %v", spec.Name, err)
@@ -67,7 +68,7 @@ func TestStartFailures(t *testing.T) {
 		}
 		got := map[string]providers.Instance{}
 		for i, c := range cases {
-			in, ok := find(ins, providers.RequestName(pool, int64(i+1)))
+			in, ok := find(ins, ci.Requests.JobName(pool, int64(i+1)))
 			if !ok {
 				t.Errorf("%s: %s is not listed", when, c.name)
 				continue
@@ -158,7 +159,7 @@ func TestExitReasons(t *testing.T) {
 		spec := baseSpec()
 		spec.Pool = "exit"
 		spec.Request = int64(code) + 1
-		spec.Name = providers.RequestName(spec.Pool, spec.Request)
+		spec.Name = ci.Requests.JobName(spec.Pool, spec.Request)
 		if _, err := p.Create(ctx(t), spec); err != nil {
 			t.Fatalf("Create: %v", err)
 		}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentscaler/agentscaler/ci"
 	"github.com/agentscaler/agentscaler/internal/fakeclock"
 	"github.com/agentscaler/agentscaler/providers"
 	"github.com/agentscaler/agentscaler/providers/memory"
@@ -279,7 +280,7 @@ func TestConcurrentUse(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 16 {
 		wg.Go(func() {
-			name := providers.RequestName("linux", int64(i%4))
+			name := ci.Requests.JobName("linux", int64(i%4))
 			if _, err := p.Create(ctx, providers.AgentSpec{Name: name, Pool: "linux", Request: int64(i % 4)}); err != nil {
 				t.Errorf("Create(%s): %v", name, err)
 			}

@@ -28,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentscaler/agentscaler/ci"
 	"github.com/agentscaler/agentscaler/providers"
 )
 
@@ -292,7 +293,7 @@ func checkFresh(t *testing.T, what string, in providers.Instance, spec providers
 func testCreate(t *testing.T, s *suite) {
 	p := s.h.New(t)
 	pool := s.pool()
-	spec := s.spec(t, pool, providers.RequestName(pool, 17), 17, 0)
+	spec := s.spec(t, pool, ci.Requests.JobName(pool, 17), 17, 0)
 	in := s.create(t, p, spec)
 	checkFresh(t, "Create result", in, spec)
 	listed, ok := find(s.list(t, p, pool), spec.Name)
@@ -305,7 +306,7 @@ func testCreate(t *testing.T, s *suite) {
 func testCreateIdempotent(t *testing.T, s *suite) {
 	p := s.h.New(t)
 	pool := s.pool()
-	spec := s.spec(t, pool, providers.RequestName(pool, 5), 5, 0)
+	spec := s.spec(t, pool, ci.Requests.JobName(pool, 5), 5, 0)
 	first := s.create(t, p, spec)
 	second, err := p.Create(s.ctx(t), spec)
 	if err != nil {
@@ -326,7 +327,7 @@ func testCreateConcurrent(t *testing.T, s *suite) {
 	const n = 8
 	p := s.h.New(t)
 	pool := s.pool()
-	spec := s.spec(t, pool, providers.SlotName(pool, 1), 0, 1)
+	spec := s.spec(t, pool, ci.Requests.SlotName(pool, 1), 0, 1)
 	s.cleanup(t, p, spec.Name)
 	ctx := s.ctx(t)
 	var wg sync.WaitGroup
@@ -357,9 +358,9 @@ func testListByPool(t *testing.T, s *suite) {
 	// b's instance names start with a's pool and a '-': a provider that lists
 	// by name prefix instead of by label returns them for a.
 	b := a + "-b"
-	aReq := s.create(t, p, s.spec(t, a, providers.RequestName(a, 1), 1, 0))
-	aWarm := s.create(t, p, s.spec(t, a, providers.SlotName(a, 1), 0, 1))
-	bReq := s.create(t, p, s.spec(t, b, providers.RequestName(b, 1), 1, 0))
+	aReq := s.create(t, p, s.spec(t, a, ci.Requests.JobName(a, 1), 1, 0))
+	aWarm := s.create(t, p, s.spec(t, a, ci.Requests.SlotName(a, 1), 0, 1))
+	bReq := s.create(t, p, s.spec(t, b, ci.Requests.JobName(b, 1), 1, 0))
 	if s.h.Foreign != nil {
 		s.h.Foreign(t, a)
 	} else {
@@ -390,8 +391,8 @@ func testLabelsRoundTrip(t *testing.T, s *suite) {
 	pool := s.pool()
 	// 2^53+1 does not survive a trip through a float64 (JSON numbers).
 	const request = int64(1<<53 + 1)
-	reqSpec := s.spec(t, pool, providers.RequestName(pool, request), request, 0)
-	warmSpec := s.spec(t, pool, providers.SlotName(pool, 12), 0, 12)
+	reqSpec := s.spec(t, pool, ci.Requests.JobName(pool, request), request, 0)
+	warmSpec := s.spec(t, pool, ci.Requests.SlotName(pool, 12), 0, 12)
 	s.create(t, p, reqSpec)
 	s.create(t, p, warmSpec)
 	ins := s.list(t, p, pool)
@@ -411,8 +412,8 @@ func testLabelsRoundTrip(t *testing.T, s *suite) {
 func testDelete(t *testing.T, s *suite) {
 	p := s.h.New(t)
 	pool := s.pool()
-	gone := s.create(t, p, s.spec(t, pool, providers.RequestName(pool, 1), 1, 0))
-	kept := s.create(t, p, s.spec(t, pool, providers.RequestName(pool, 2), 2, 0))
+	gone := s.create(t, p, s.spec(t, pool, ci.Requests.JobName(pool, 1), 1, 0))
+	kept := s.create(t, p, s.spec(t, pool, ci.Requests.JobName(pool, 2), 2, 0))
 	if err := p.Delete(s.ctx(t), gone.Name); err != nil {
 		t.Fatalf("Delete(%s): %v", gone.Name, err)
 	}
@@ -423,7 +424,7 @@ func testDelete(t *testing.T, s *suite) {
 	if err := p.Delete(s.ctx(t), gone.Name); err != nil {
 		t.Errorf("Delete(%s) of an already deleted instance: %v; want nil", gone.Name, err)
 	}
-	missing := providers.RequestName(pool, 999)
+	missing := ci.Requests.JobName(pool, 999)
 	if err := p.Delete(s.ctx(t), missing); err != nil {
 		t.Errorf("Delete(%s) of an instance that never existed: %v; want nil", missing, err)
 	}
@@ -432,7 +433,7 @@ func testDelete(t *testing.T, s *suite) {
 func testExit(t *testing.T, s *suite, code int, want providers.State) {
 	p := s.h.New(t)
 	pool := s.pool()
-	spec := s.spec(t, pool, providers.RequestName(pool, 7), 7, 0)
+	spec := s.spec(t, pool, ci.Requests.JobName(pool, 7), 7, 0)
 	created := s.create(t, p, spec)
 	checkFresh(t, "Create result", created, spec)
 
@@ -467,7 +468,7 @@ func testInvalidName(t *testing.T, s *suite) {
 	p := s.h.New(t)
 	pool := s.pool()
 	bad := map[string]string{
-		"upper case": strings.ToUpper(providers.RequestName(pool, 1)),
+		"upper case": strings.ToUpper(ci.Requests.JobName(pool, 1)),
 		"too long":   pool + "-r" + strings.Repeat("9", providers.MaxNameLen),
 		"underscore": pool + "_r1",
 		"empty":      "",
@@ -492,7 +493,7 @@ func testInvalidName(t *testing.T, s *suite) {
 func testCanceledContext(t *testing.T, s *suite) {
 	p := s.h.New(t)
 	pool := s.pool()
-	spec := s.spec(t, pool, providers.RequestName(pool, 1), 1, 0)
+	spec := s.spec(t, pool, ci.Requests.JobName(pool, 1), 1, 0)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	if _, err := p.Create(ctx, spec); err == nil {
