@@ -44,7 +44,7 @@ func NewSource(api API, name string, capabilities map[string]string, agentVersio
 func (p *Source) id(ctx context.Context) (int, error) {
 	id, err := p.API.PoolID(ctx, p.Name)
 	if err != nil {
-		return 0, fmt.Errorf("Azure DevOps pool %q: %w", p.Name, err)
+		return 0, fmt.Errorf("agent pool %q: %w", p.Name, err)
 	}
 	return id, nil
 }
