@@ -11,17 +11,49 @@ import (
 // flight is a pool's in-flight reconcile and the one trailing run queued
 // behind it. Every trigger is answered by a run that starts after it, and a
 // burst of triggers while a run is in flight costs one more run, not one each.
+// A run held back (minimum gap, pace, failure backoff) waits on a timer of
+// the scaler's clock, not on a goroutine, so virtual time can drive it.
 type flight struct {
-	running bool
-	started bool          // cur has begun observing: a trigger now needs next
-	cur     *run          // in flight, or held back
-	next    *run          // queued behind it; nil if none
-	urgent  bool          // the run to come answers a waiting job: no minimum gap
-	wake    chan struct{} // closed when an urgent trigger joins a held run
-	ended   time.Time     // when the last run ended, for the pace
-	fails   int           // reconciles failed in a row
-	lastErr string        // the last failure, logged once while it repeats
+	running  bool        // a run is held back or in progress
+	started  bool        // cur has begun observing: a trigger now needs next
+	cur      *run        // in progress, or held back
+	next     *run        // queued behind it; nil if none
+	urgent   bool        // the run to come answers a waiting job: no minimum gap
+	trailing bool        // cur trails a run that was in progress when it was asked for
+	stop     func() bool // cancels cur's hold timer; nil when none is set
+	gen      int         // tells the hold timer in effect from stale ones
+	ended    time.Time   // when the last run ended, for the holds
+	fails    int         // reconciles failed in a row
+	lastErr  string      // the last failure, logged once while it repeats
 }
+
+// Clock is the time the scaler runs on: the real one, or the simulator's
+// virtual time.
+type Clock interface {
+	Now() time.Time
+	// AfterFunc calls f once d has passed; stop cancels it and reports
+	// whether it had not fired.
+	AfterFunc(d time.Duration, f func()) (stop func() bool)
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+func (realClock) AfterFunc(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
+
+// Event timing: what the scaler waits for on its own.
+const (
+	// DefaultMinGap is the least time between a pass of one pool and the
+	// one that trails it: a job queued while the pool is idle is served at
+	// once, and during a flood of hooks passes follow each other at most
+	// this often.
+	DefaultMinGap = 500 * time.Millisecond
+	// DefaultRecheck is how long after a job completes the pools are looked
+	// at again: longer than a single-use agent takes to exit once it has
+	// unregistered.
+	DefaultRecheck = 2 * time.Second
+)
 
 // Failed reconciles back off from failureBackoffMin, doubling up to
 // failureBackoffMax, so that a provider or Azure DevOps that is down costs a
@@ -72,27 +104,35 @@ type run struct {
 	err  error         // set before done is closed
 }
 
-// JobWaiting is the event of a job queued, with its job id when the source
-// knows it. Every pool is reconciled: a pool whose last observation did not
-// list the job at once, one that did only after the minimum gap, since the
-// event tells it nothing new (in a flood of service hooks, most arrive after
-// a pass already saw their job).
-func (s *Scaler) JobWaiting(jobID string) {
+// JobWaiting is the event of a job queued, with the ref its source's
+// events name it by, when known. Every pool is reconciled: a pool whose last
+// observation did not list the job at once, one that did only after the
+// minimum gap, since the event tells it nothing new (in a flood of service
+// hooks, most arrive after a pass already saw their job).
+func (s *Scaler) JobWaiting(ref string) {
 	for _, p := range s.order {
 		s.mu.Lock()
-		known := jobID != "" && s.seen[p][jobID]
+		known := ref != "" && s.seen[p][ref]
 		s.mu.Unlock()
 		s.start(p, !known)
 	}
 }
 
 // JobCompleted is the event of a job that ended: every pool is tidied up
-// after the minimum gap, and looked at again recheck later, when the
-// single-use agent that ran it has exited (its container runs on for a
+// after the minimum gap, and looked at again Options.Recheck later, when
+// the single-use agent that ran it has exited (its container runs on for a
 // moment after it unregisters).
-func (s *Scaler) JobCompleted(recheck time.Duration) {
-	s.tidyAll()
-	s.lookAgain(recheck)
+func (s *Scaler) JobCompleted() {
+	s.Tick()
+	s.lookAgain(s.opt.Recheck)
+}
+
+// Tick is the timer's event, and the tidying after a job ended: every pool
+// is reconciled, after the minimum gap if a pass of it is in progress.
+func (s *Scaler) Tick() {
+	for _, p := range s.order {
+		s.start(p, false)
+	}
 }
 
 // noteJobs records the job refs a pool's observation listed.
@@ -108,14 +148,6 @@ func (s *Scaler) noteJobs(pool string, jobs []ci.Job) {
 	s.mu.Unlock()
 }
 
-// tidyAll asks for a reconcile of every pool without waiting, to clean up
-// after a job that ended: it may wait out the minimum gap.
-func (s *Scaler) tidyAll() {
-	for _, p := range s.order {
-		s.start(p, false)
-	}
-}
-
 // lookAgain asks for one more reconcile of every pool after d, once
 // however often it is called in the meantime.
 func (s *Scaler) lookAgain(d time.Duration) {
@@ -125,11 +157,11 @@ func (s *Scaler) lookAgain(d time.Duration) {
 		return
 	}
 	s.soon = true
-	s.soonTimer = time.AfterFunc(d, func() {
+	s.soonStop = s.clock.AfterFunc(d, func() {
 		s.mu.Lock()
 		s.soon = false
 		s.mu.Unlock()
-		s.tidyAll()
+		s.Tick()
 	})
 }
 
@@ -179,20 +211,54 @@ func (s *Scaler) logOutcome(pool string, f *flight, err error) {
 	}
 }
 
-// Wait blocks until no reconcile is in flight, for shutdown and tests.
-func (s *Scaler) Wait() { s.wg.Wait() }
+// Wait blocks until no reconcile is in progress or held back, for shutdown
+// and tests. Held runs start on the clock, so with a virtual clock use
+// Settle.
+func (s *Scaler) Wait() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.busy > 0 || s.anyRunning() {
+		s.idle.Wait()
+	}
+}
 
-// Stop ends holding runs back (pace, failure backoff) and waits until no
-// reconcile is in flight: for shutdown.
-// Triggers after Stop start nothing: their runs report ErrStopped.
+// Settle blocks until no reconcile is in progress; runs held back on the
+// clock stay held. The simulator settles the scaler after every event before
+// it moves virtual time on.
+func (s *Scaler) Settle() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.busy > 0 {
+		s.idle.Wait()
+	}
+}
+
+func (s *Scaler) anyRunning() bool {
+	for _, f := range s.flight {
+		if f.running {
+			return true
+		}
+	}
+	return false
+}
+
+// Stop ends holding runs back (pace, failure backoff, minimum gap): the
+// ones held start now; then it waits until no reconcile is in progress:
+// for shutdown. Triggers after Stop start nothing: their runs report
+// ErrStopped.
 func (s *Scaler) Stop() {
 	s.mu.Lock()
 	s.stop.Do(func() { close(s.quit) })
-	if s.soonTimer != nil {
-		s.soonTimer.Stop()
+	if s.soonStop != nil {
+		s.soonStop()
+	}
+	for _, p := range s.order {
+		if f := s.flight[p]; f != nil && f.stop != nil {
+			s.schedule(p, f) // stopped: it starts now
+		}
 	}
 	s.mu.Unlock()
-	s.wg.Wait()
+	s.Wait()
 }
 
 // ErrStopped is the outcome of a run asked for after Stop.
@@ -255,7 +321,7 @@ func (s *Scaler) start(pool string, urgent bool) *run {
 	if f.running && !f.started { // held back: it starts after this trigger
 		if urgent && !f.urgent {
 			f.urgent = true
-			close(f.wake)
+			s.schedule(pool, f) // without the minimum gap
 		}
 		return f.cur
 	}
@@ -266,73 +332,61 @@ func (s *Scaler) start(pool string, urgent bool) *run {
 		f.urgent = f.urgent || urgent
 		return f.next
 	}
-	f.running, f.urgent, f.wake = true, urgent, make(chan struct{})
+	f.running, f.urgent, f.trailing = true, urgent, false
 	f.cur = &run{done: make(chan struct{})}
-	s.wg.Add(1)
-	go s.fly(pool, f)
+	s.schedule(pool, f)
 	return f.cur
 }
 
-// fly runs reconciles until no trailing run is queued. Each run waits out
-// the hold first, measured from the end of the run before; triggers in the
-// meantime join it. Once Stop is called, nothing is held back.
-func (s *Scaler) fly(pool string, f *flight) {
-	defer s.wg.Done()
-	for trailing := false; ; trailing = true {
-		s.wait(f, trailing)
-		s.mu.Lock()
-		f.started, f.urgent = true, false
-		s.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), s.opt.RunTimeout+time.Second)
-		res, err := s.Reconcile(ctx, pool)
-		cancel()
-		s.mu.Lock()
-		s.logOutcome(pool, f, err)
-		f.cur.err = err
-		close(f.cur.done)
-		f.ended, f.started = time.Now(), false
-		if f.next == nil && createsToRetry(res) && f.fails <= followUps && !s.stopped() {
-			// A create that may not have happened is planned again by a
-			// pass of its own, after the failure backoff, not by the timer.
-			f.next = &run{done: make(chan struct{})}
-		}
-		if f.next == nil {
-			f.running = false
-			s.mu.Unlock()
-			return
-		}
-		f.cur, f.next = f.next, nil
-		if !f.urgent {
-			f.wake = make(chan struct{})
-		}
-		s.mu.Unlock()
+// schedule starts cur once its hold has passed since the last run ended:
+// now, or from a timer of the clock. Once Stop is called nothing is held
+// back. Called with s.mu held.
+func (s *Scaler) schedule(pool string, f *flight) {
+	if f.stop != nil {
+		f.stop()
+		f.stop = nil
 	}
+	f.gen++
+	wait := f.ended.Add(s.hold(f.trailing && !f.urgent, f.fails)).Sub(s.clock.Now())
+	if wait <= 0 || s.stopped() {
+		f.started, f.urgent = true, false
+		s.busy++
+		go s.fly(pool, f)
+		return
+	}
+	gen := f.gen
+	f.stop = s.clock.AfterFunc(wait, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if f.gen == gen {
+			f.stop = nil
+			s.schedule(pool, f) // the pace may have grown meanwhile
+		}
+	})
 }
 
-// wait holds a run back until its hold has passed since the last run
-// ended, Stop is called, or an urgent trigger lifts the minimum gap (the
-// pace and the failure backoff still apply then).
-func (s *Scaler) wait(f *flight, trailing bool) {
-	for {
-		s.mu.Lock()
-		ended, fails, urgent, wake := f.ended, f.fails, f.urgent, f.wake
-		s.mu.Unlock()
-		if urgent {
-			wake = nil // already lifted: wait on the rest
-		}
-		wait := time.Until(ended.Add(s.hold(trailing && !urgent, fails)))
-		if wait <= 0 {
-			return
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-			return
-		case <-s.quit:
-			t.Stop()
-			return
-		case <-wake:
-			t.Stop()
-		}
+// fly runs cur, then hands the trailing run, if any, to schedule.
+func (s *Scaler) fly(pool string, f *flight) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.opt.RunTimeout+time.Second)
+	res, err := s.Reconcile(ctx, pool)
+	cancel()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	defer s.idle.Broadcast()
+	s.busy--
+	s.logOutcome(pool, f, err)
+	f.cur.err = err
+	close(f.cur.done)
+	f.ended, f.started = s.clock.Now(), false
+	if f.next == nil && createsToRetry(res) && f.fails <= followUps && !s.stopped() {
+		// A create that may not have happened is planned again by a
+		// pass of its own, after the failure backoff, not by the timer.
+		f.next = &run{done: make(chan struct{})}
 	}
+	if f.next == nil {
+		f.running = false
+		return
+	}
+	f.cur, f.next, f.trailing = f.next, nil, true
+	s.schedule(pool, f)
 }

@@ -61,13 +61,17 @@ type Options struct {
 	RunTimeout time.Duration
 	// Retries is how many times a retryable write is tried again.
 	Retries int
-	Now     func() time.Time
+	// Clock is the time the scaler runs on; nil is the real one.
+	Clock Clock
 	// MinGap is the least time between the end of a reconcile of a pool and
 	// the start of the run that trails it (triggered while it ran): a
 	// trigger for an idle pool is served at once, and a flood of service
-	// hooks costs a pass per MinGap, not one per pass time. 0 runs trailing
-	// passes back to back.
+	// hooks costs a pass per MinGap, not one per pass time. 0 is
+	// DefaultMinGap.
 	MinGap time.Duration
+	// Recheck is how long after a job completed the pools are looked at
+	// again; 0 is DefaultRecheck.
+	Recheck time.Duration
 	// MaxBackoff caps the hold between failed reconciles of a pool (0.5 s
 	// doubling to 16 s by default): serve sets its timer interval, so a
 	// pool failing through an outage is looked at again within one interval
@@ -86,19 +90,21 @@ type Options struct {
 
 // Scaler reconciles pools.
 type Scaler struct {
-	opt       Options
-	pools     map[string]*Pool
-	order     []string
-	log       *slog.Logger
-	mu        sync.Mutex
-	flight    map[string]*flight
-	quit      chan struct{}              // closed by Stop: runs are no longer held back, nor started
-	seen      map[string]map[string]bool // by pool: the job ids its last observation listed
-	stop      sync.Once
-	soon      bool        // a lookAgain is pending
-	soonTimer *time.Timer // its timer, stopped by Stop
-	wg        sync.WaitGroup
-	life      *lifecycle
+	opt      Options
+	pools    map[string]*Pool
+	order    []string
+	log      *slog.Logger
+	mu       sync.Mutex
+	flight   map[string]*flight
+	quit     chan struct{}              // closed by Stop: runs are no longer held back, nor started
+	seen     map[string]map[string]bool // by pool: the job ids its last observation listed
+	stop     sync.Once
+	soon     bool        // a lookAgain is pending
+	soonStop func() bool // cancels its timer
+	busy     int         // runs in progress
+	idle     *sync.Cond  // on mu: signalled when a run ends
+	clock    Clock
+	life     *lifecycle
 }
 
 // New returns a Scaler; it starts nothing until triggered.
@@ -120,10 +126,17 @@ func New(opt Options) *Scaler {
 	} else if opt.Retries == 0 {
 		opt.Retries = 3
 	}
-	if opt.Now == nil {
-		opt.Now = time.Now
+	if opt.Clock == nil {
+		opt.Clock = realClock{}
 	}
-	s := &Scaler{opt: opt, pools: map[string]*Pool{}, log: opt.Logger, flight: map[string]*flight{}, quit: make(chan struct{}), seen: map[string]map[string]bool{}, life: newLifecycle()}
+	if opt.MinGap <= 0 {
+		opt.MinGap = DefaultMinGap
+	}
+	if opt.Recheck <= 0 {
+		opt.Recheck = DefaultRecheck
+	}
+	s := &Scaler{opt: opt, pools: map[string]*Pool{}, log: opt.Logger, flight: map[string]*flight{}, quit: make(chan struct{}), seen: map[string]map[string]bool{}, clock: opt.Clock, life: newLifecycle()}
+	s.idle = sync.NewCond(&s.mu)
 	for i := range opt.Pools {
 		p := &opt.Pools[i]
 		s.pools[p.Pool] = p
@@ -177,7 +190,7 @@ func (s *Scaler) Observe(ctx context.Context, pool string) (Observation, error) 
 	if o.Free, err = call(ctx, s.opt.CallTimeout, p.Source.Free); err != nil {
 		return o, fmt.Errorf("pool %s: %w", pool, err)
 	}
-	o.Now = s.opt.Now()
+	o.Now = s.clock.Now()
 	return o, nil
 }
 
@@ -336,7 +349,7 @@ func (s *Scaler) do(ctx context.Context, p *Pool, a Action) error {
 		})
 		s.opt.Metrics.ProviderOperation(p.ProviderName, "create", result(err))
 		if err == nil && !a.Queued.IsZero() {
-			s.opt.Metrics.QueuedToCreated(a.Pool, s.opt.Now().Sub(a.Queued))
+			s.opt.Metrics.QueuedToCreated(a.Pool, s.clock.Now().Sub(a.Queued))
 		}
 		return err
 	case Delete:

@@ -592,7 +592,7 @@ func TestJobWaitingUrgency(t *testing.T) {
 
 	// A pass in flight, and the event of a job it already knows: the run
 	// that trails it is held back by the gap.
-	f.s.tidyAll()
+	f.s.Tick()
 	for reads() < 2 {
 		time.Sleep(time.Millisecond)
 	}
@@ -621,7 +621,8 @@ func TestNothingStartsAfterStop(t *testing.T) {
 	if err := f.s.Run(context.Background(), "linux"); err != nil {
 		t.Fatal(err)
 	}
-	f.s.JobCompleted(time.Millisecond) // its second look is due while we stop
+	f.s.opt.Recheck = time.Millisecond
+	f.s.JobCompleted() // its second look is due while we stop
 	f.s.Stop()
 	reads := f.emu.Calls()[adoemu.EndpointJobRequests]
 	f.s.JobWaiting("")

@@ -73,7 +73,7 @@ func (m *azureDevOps) JobRequests(_ context.Context, poolID int) ([]azuredevops.
 }
 
 func (m *azureDevOps) wireRequest(r *request) azuredevops.JobRequest {
-	w := azuredevops.JobRequest{RequestID: r.id, QueueTime: r.queued, Demands: r.demands, PoolID: m.poolID}
+	w := azuredevops.JobRequest{RequestID: r.id, JobID: jobRef(r.job), QueueTime: r.queued, Demands: r.demands, PoolID: m.poolID}
 	if !r.assigned.IsZero() {
 		at := r.assigned
 		w.AssignTime, w.ReceiveTime = &at, &at
@@ -152,6 +152,10 @@ func (m *azureDevOps) agentLocked(name string) *agentRec {
 }
 
 // queue adds a job request.
+// jobRef is the id hooks and job requests name trace job i by (a GUID in
+// the service).
+func jobRef(i int) string { return fmt.Sprintf("job-%d", i) }
+
 func (m *azureDevOps) queue(id int64, job int, demands []string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

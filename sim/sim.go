@@ -4,10 +4,12 @@
 // jobs wait and how many agent-seconds they cost, before anything is
 // deployed. It is what `agentscaler simulate` runs.
 //
-// The parts: the scaler's own Reconcile (observe, Plan, apply), the memory
-// provider with a start-latency model on the virtual clock, and a model of
-// the Azure DevOps service (azureDevOps) that assigns waiting jobs to idle
-// matching agents oldest first. Agents are single-use (--once): an agent
+// The parts: the real scaler, driven through the event methods serve drives
+// (a service hook's event through azuredevops.Dispatch, the timer's Tick),
+// so its coalescing, minimum gap and second look run on the virtual clock;
+// the memory provider with a start-latency model on that clock; and a model
+// of the Azure DevOps service (azureDevOps) that assigns waiting jobs to
+// idle matching agents oldest first. Agents are single-use (--once): an agent
 // takes one job, then unregisters and its instance exits. Nothing sleeps:
 // the clock jumps from one event to the next, so a day of jobs runs in
 // well under a second.
@@ -102,21 +104,22 @@ func (o Options) validate(pol Policy) error {
 type eventKind int
 
 const (
-	evQueue     eventKind = iota // a job is queued
-	evReconcile                  // a service hook arrives
-	evTimer                      // the reconcile timer fires
-	evOnline                     // an instance's agent comes online
-	evDone                       // an agent's job ends
-	evRestart                    // a static agent's container has started again
+	evQueue   eventKind = iota // a job is queued
+	evHook                     // a service hook arrives
+	evTimer                    // the reconcile timer fires
+	evOnline                   // an instance's agent comes online
+	evDone                     // an agent's job ends
+	evRestart                  // a static agent's container has started again
 )
 
 type event struct {
 	at   time.Duration // from the start of the trace
 	seq  uint64        // ties keep the order of scheduling
 	kind eventKind
-	job  int    // evQueue
-	name string // evOnline, evDone, evRestart
-	gen  int    // evOnline, evRestart: which start of that name
+	job  int               // evQueue
+	name string            // evOnline, evDone, evRestart
+	gen  int               // evOnline, evRestart: which start of that name
+	hook azuredevops.Event // evHook
 }
 
 type eventQueue []event
@@ -210,8 +213,9 @@ func newEngine(jobs []Job, pol Policy, opt Options) *engine {
 				return providers.AgentSpec{Image: "simulated"}, nil
 			},
 		}},
-		Logger: slog.New(slog.DiscardHandler),
-		Now:    e.clock.Now,
+		Logger:         slog.New(slog.DiscardHandler),
+		Clock:          e.clock,
+		AfterReconcile: func() { e.reconciles++ }, // while the engine waits in settle
 	})
 	return e
 }
@@ -233,42 +237,57 @@ func (e *engine) run(ctx context.Context) error {
 		}
 	default:
 		e.schedule(event{at: e.pol.Interval, kind: evTimer})
-		// The first reconcile registers the placeholder and warm agents,
-		// as a deployment's first timer run does before any job.
-		if err := e.reconcile(ctx); err != nil {
-			return err
-		}
+		// The first pass registers the placeholder and warm agents, as a
+		// deployment's first timer run does before any job.
+		e.sc.Tick()
+		e.settle()
 	}
 	e.sample()
-	for n := 0; e.events.Len() > 0; n++ {
+	for n := 0; ; n++ {
 		if n%1024 == 0 && ctx.Err() != nil {
 			return ctx.Err()
 		}
-		ev := heap.Pop(&e.events).(event)
-		if (e.served == e.servable && ev.at > e.horizon) || ev.at > e.horizon+giveUp {
+		at, ok := e.next()
+		if !ok || (e.served == e.servable && at > e.horizon) || at > e.horizon+giveUp {
 			break
 		}
-		e.advance(ev.at)
-		if err := e.handle(ctx, ev); err != nil {
-			return err
+		e.advance(at) // fires the scaler's timers due by then
+		if e.events.Len() > 0 && e.events[0].at <= e.now {
+			if err := e.handle(heap.Pop(&e.events).(event)); err != nil {
+				return err
+			}
 		}
+		e.settle()
 		e.sample()
 	}
 	e.advance(max(e.horizon, e.now))
 	return nil
 }
 
-func (e *engine) handle(ctx context.Context, ev event) error {
+// next returns when the next thing happens: an event of the trace or of
+// the agents, or a timer the scaler set (a held pass, a second look).
+func (e *engine) next() (time.Duration, bool) {
+	at, ok := time.Duration(0), false
+	if e.events.Len() > 0 {
+		at, ok = e.events[0].at, true
+	}
+	if t, set := e.clock.Next(); set && (!ok || t.Sub(epoch) < at) {
+		at, ok = max(t.Sub(epoch), e.now), true
+	}
+	return at, ok
+}
+
+func (e *engine) handle(ev event) error {
 	switch ev.kind {
 	case evQueue:
 		j := e.jobs[ev.job]
 		e.ado.queue(int64(ev.job+1), ev.job, j.Demands)
-		e.hook()
-	case evReconcile:
-		return e.reconcile(ctx)
+		e.hook(azuredevops.Event{Type: azuredevops.EventJobStateChanged, State: "waiting", JobID: jobRef(ev.job)})
+	case evHook:
+		azuredevops.Dispatch(ev.hook, e.sc)
 	case evTimer:
 		e.schedule(event{at: ev.at + e.pol.Interval, kind: evTimer})
-		return e.reconcile(ctx)
+		e.sc.Tick()
 	case evOnline:
 		in := e.instances[ev.name]
 		if in == nil || in.gen != ev.gen {
@@ -280,7 +299,8 @@ func (e *engine) handle(ctx context.Context, ev event) error {
 		delete(e.restarting, ev.name)
 		e.ado.connect(ev.name, e.agentCaps(ev.name))
 	case evDone:
-		if _, err := e.ado.finish(ev.name); err != nil {
+		job, err := e.ado.finish(ev.name)
+		if err != nil {
 			return err
 		}
 		if e.pol.Kind == Static {
@@ -295,31 +315,36 @@ func (e *engine) handle(ctx context.Context, ev event) error {
 				in.exited = true
 			}
 		}
-		e.hook()
+		e.hook(azuredevops.Event{Type: azuredevops.EventJobStateChanged, State: "completed", JobID: jobRef(job.job)})
 	}
-	e.assign()
 	return nil
 }
 
-// hook delivers a service hook (job queued, job completed) to the webhook
-// policy, late by the hook delay, or loses it.
-func (e *engine) hook() {
+// hook delivers the service hook the service sends for an event to the
+// webhook policy, late by the hook delay, or loses it.
+func (e *engine) hook(ev azuredevops.Event) {
 	if e.pol.Kind != Webhook {
 		return
 	}
 	if e.opt.HookLoss > 0 && e.rng.Float64() < e.opt.HookLoss {
 		return
 	}
-	e.schedule(event{at: e.now + e.opt.HookDelay, kind: evReconcile})
+	e.schedule(event{at: e.now + e.opt.HookDelay, kind: evHook, hook: ev})
 }
 
-// reconcile runs the real scaler's reconcile of the pool, then plays out
-// what it did to the instances.
-func (e *engine) reconcile(ctx context.Context) error {
-	e.reconciles++
-	if _, err := e.sc.Reconcile(ctx, e.opt.Pool.Name); err != nil {
-		return err
+// settle waits until the passes the last event or timer started have
+// ended, then plays out what they did to the instances, and lets the
+// service hand waiting jobs to idle agents.
+func (e *engine) settle() {
+	if e.sc != nil {
+		e.sc.Settle()
+		e.playOut()
 	}
+	e.assign()
+}
+
+// playOut brings what the scaler created and deleted into the simulation.
+func (e *engine) playOut() {
 	made, gone := e.rec.drain()
 	for _, name := range gone {
 		e.removed(name)
@@ -328,8 +353,6 @@ func (e *engine) reconcile(ctx context.Context) error {
 		e.instances[c.name] = &instance{gen: c.gen, request: c.request}
 		e.schedule(event{at: c.at.Sub(epoch) + c.latency, kind: evOnline, name: c.name, gen: c.gen})
 	}
-	e.assign()
-	return nil
 }
 
 // removed plays out the deletion of an instance: its agent goes offline,

@@ -110,7 +110,6 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv fu
 		Parallelism: cfg.Reconcile.Parallelism,
 		CallTimeout: cfg.Reconcile.CallTimeout,
 		Pace:        client.Pace,
-		MinGap:      minGap,
 		MaxBackoff:  cfg.Reconcile.Interval,
 	}
 	if a.pusher != nil {
@@ -311,27 +310,11 @@ func webhookAuth(w config.Webhook, getenv func(string) string) azuredevops.Authe
 	return azuredevops.HeaderAuth(w.Header.Name, getenv(w.Header.ValueEnv))
 }
 
-// accept turns a service hook into reconciles. The hook names neither the
-// pool nor the demands, so a queued job reconciles every pool; a finished
-// one too, to clean up after it. Triggers coalesce, so bursts are cheap.
+// accept hands a service hook's event to the scaler, which decides what it
+// triggers.
 func (a *app) accept(e azuredevops.Event) {
 	if !e.CreatedDate.IsZero() {
 		a.metrics.WebhookLag("azuredevops", time.Since(e.CreatedDate))
 	}
-	switch {
-	case e.Type == azuredevops.EventJobStateChanged && e.State == "waiting":
-		a.scaler.JobWaiting(e.JobID)
-	case e.Type == azuredevops.EventJobStateChanged && e.State == "completed",
-		e.Type == azuredevops.EventRunStateChanged && e.State == "completed":
-		a.scaler.JobCompleted(recheckDelay)
-	}
+	azuredevops.Dispatch(e, a.scaler)
 }
-
-// recheckDelay is how long after a job completes the pools are looked at
-// again: longer than an ephemeral agent takes to exit once unregistered.
-const recheckDelay = 2 * time.Second
-
-// minGap is the least time between a pass of one pool and the one that
-// trails it: a job queued while the pool is idle is served at once, and
-// during a flood of hooks the passes follow each other at most this often.
-const minGap = 500 * time.Millisecond

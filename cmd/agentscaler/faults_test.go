@@ -25,6 +25,7 @@ import (
 	"github.com/agentscaler/agentscaler/internal/testenv/syncbuf"
 	"github.com/agentscaler/agentscaler/providers"
 	"github.com/agentscaler/agentscaler/providers/memory"
+	"github.com/agentscaler/agentscaler/scaler"
 )
 
 // The fault matrix: the whole loop (the Azure DevOps emulator, serve, the
@@ -910,7 +911,7 @@ func TestFaultMatrix(t *testing.T) {
 		}
 		fmt.Fprintf(&b, "%6d %6d %10d %9s %6.2fs  %s %s\n", r.passes, r.hits, r.duplicates, converge, r.clean.Seconds(), r.name, r.note)
 	}
-	time.Sleep(recheckDelay + 100*time.Millisecond)
+	time.Sleep(scaler.DefaultRecheck + 100*time.Millisecond)
 	t.Logf("fault matrix: timer %s, call_timeout %s, %d jobs per row queued as the faults begin, faults on for %s unless the row says;\n"+
 		"passes: reconciles in the row; fired: outcomes the faults changed; converge: from the faults' end until every job had\n"+
 		"its agent; clean: from the faults' end until no instance or agent of ours was left%s",

@@ -66,6 +66,26 @@ type Event struct {
 	ProjectID string
 }
 
+// Scaler is what a service hook tells the scaler: the events it means.
+type Scaler interface {
+	JobWaiting(ref string)
+	JobCompleted()
+}
+
+// Dispatch hands the scaler what an event means. A job queued is a job
+// waiting, named by its job id (the hook names neither the pool nor the
+// demands); a job or a run that completed is a job completed. Anything else
+// (a job started, a run in progress) changes nothing worth a pass.
+func Dispatch(e Event, s Scaler) {
+	switch {
+	case e.Type == EventJobStateChanged && e.State == "waiting":
+		s.JobWaiting(e.JobID)
+	case e.Type == EventJobStateChanged && e.State == "completed",
+		e.Type == EventRunStateChanged && e.State == "completed":
+		s.JobCompleted()
+	}
+}
+
 // hookHeader is the part of the envelope every event type shares and that
 // ParseEvent insists on.
 type hookHeader struct {
