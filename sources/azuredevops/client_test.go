@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -86,11 +87,26 @@ func clientErrorJSON(typeKey, message string) string {
 
 const clientPAT = "q7w3lzjv4x5ubtn2k6hgc2dqyrm3s5pal4xozv7icnwbhk5f2qoa"
 
-// clientObserved collects Observe and ObserveRateLimit calls.
+// clientObserved collects Observe and ObserveRateLimit calls, and the
+// waits between retries, which it records instead of waiting.
 type clientObserved struct {
 	mu        sync.Mutex
 	calls     []string
 	remaining []float64
+	waits     []time.Duration
+}
+
+func (o *clientObserved) sleep(ctx context.Context, d time.Duration) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.waits = append(o.waits, d)
+	return ctx.Err()
+}
+
+func (o *clientObserved) slept() []time.Duration {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]time.Duration(nil), o.waits...)
 }
 
 func (o *clientObserved) observe(endpoint string, status int) {
@@ -134,7 +150,7 @@ func clientNew(t *testing.T, handler http.Handler, opts Options) clientFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.retryBase = time.Millisecond
+	c.retries.Sleep = obs.sleep
 	return clientFixture{c: c, srv: srv, obs: obs, logs: logs}
 }
 
@@ -574,8 +590,11 @@ func TestClientRetryAfterHonoured(t *testing.T) {
 	if got := strings.Join(f.obs.snapshot(), ","); got != "pools 429,pools 200" {
 		t.Errorf("observed %s", got)
 	}
+	if got := f.obs.slept(); !slices.Equal(got, []time.Duration{time.Second}) {
+		t.Errorf("waited %v before the retry, want the Retry-After hint of 1s", got)
+	}
 	if !strings.Contains(f.logs.String(), "wait=1s") {
-		t.Errorf("retry did not use the Retry-After hint: %s", f.logs)
+		t.Errorf("retry did not log the Retry-After hint: %s", f.logs)
 	}
 }
 
@@ -589,8 +608,8 @@ func TestClientRateLimitDelayHonoured(t *testing.T) {
 	if id != 12 || calls.Load() != 2 {
 		t.Errorf("id %d after %d calls, want 12 after 2", id, calls.Load())
 	}
-	if !strings.Contains(f.logs.String(), "wait=50ms") {
-		t.Errorf("retry did not use the X-RateLimit-Delay hint: %s", f.logs)
+	if got := f.obs.slept(); !slices.Equal(got, []time.Duration{50 * time.Millisecond}) {
+		t.Errorf("waited %v before the retry, want the X-RateLimit-Delay hint of 50ms", got)
 	}
 	if len(f.obs.remaining) != 1 || f.obs.remaining[0] != 3.25 {
 		t.Errorf("rate limit remaining observed %v", f.obs.remaining)
@@ -669,13 +688,16 @@ func TestClientNetworkErrorRetried(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.retryBase = time.Millisecond
+	c.retries.Sleep = obs.sleep
 	_, err = c.ResourceUsage(t.Context())
 	if err == nil {
 		t.Fatal("no error from a closed server")
 	}
 	if got := strings.Join(obs.snapshot(), ","); got != "resourceusage 0,resourceusage 0,resourceusage 0" {
 		t.Errorf("observed %s", got)
+	}
+	if got := len(obs.slept()); got != 2 {
+		t.Errorf("%d waits, want one before each of the 2 retries", got)
 	}
 	if strings.Contains(err.Error(), clientPAT) {
 		t.Errorf("token in error: %v", err)
