@@ -233,6 +233,32 @@ func (e *APIError) Retryable() bool {
 	return e.Status == http.StatusTooManyRequests || e.Status == http.StatusRequestTimeout || e.Status >= 500
 }
 
+// Classification describes the failure the way the scaler classifies every
+// failed action (providers.Classify, through its Classified interface):
+// whether trying again may succeed (Retryable), the server's hint, and a
+// short reason for metrics and logs, in the words the providers use.
+func (e *APIError) Classification() (retryable bool, after time.Duration, reason string) {
+	switch s := e.Status; {
+	case s == http.StatusTooManyRequests:
+		reason = "throttled"
+	case s == http.StatusRequestTimeout:
+		reason = "timeout"
+	case s == http.StatusUnauthorized || s == http.StatusForbidden || s == http.StatusNonAuthoritativeInfo:
+		reason = "auth"
+	case s == http.StatusNotFound:
+		reason = "not_found"
+	case s == http.StatusConflict:
+		reason = "conflict"
+	case s == http.StatusBadRequest:
+		reason = "bad_request"
+	case s >= 500:
+		reason = "server_error"
+	default:
+		reason = "api_error"
+	}
+	return e.Retryable(), e.RetryAfter, reason
+}
+
 // PoolID returns the id of the agent pool with the given name. Answers are
 // cached for the life of the client: pool ids do not change.
 func (c *Client) PoolID(ctx context.Context, name string) (int, error) {
@@ -562,6 +588,11 @@ type transportError struct{ err error }
 
 func (e *transportError) Error() string { return e.err.Error() }
 func (e *transportError) Unwrap() error { return e.err }
+
+// Classification describes the failure (see APIError.Classification).
+func (e *transportError) Classification() (retryable bool, after time.Duration, reason string) {
+	return true, 0, "network"
+}
 
 // once makes one HTTP exchange and returns the answer's headers. A failure
 // that may pass is a retryable *APIError or a *transportError (transient).

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -867,5 +868,72 @@ func BenchmarkClientJobRequestsDecode(b *testing.B) {
 		if _, err := c.JobRequests(context.Background(), 1); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestClientErrorsClassified: every failure of a call describes itself the
+// way the scaler classifies failed actions (providers.Classify honours
+// this method, so a failed unregister reports why): retryable or not, the
+// server's hint, and a reason.
+func TestClientErrorsClassified(t *testing.T) {
+	for _, tc := range []struct {
+		status    int
+		header    map[string]string
+		retryable bool
+		after     time.Duration
+		reason    string
+	}{
+		{429, map[string]string{"Retry-After": "2"}, true, 2 * time.Second, "throttled"},
+		{401, nil, false, 0, "auth"},
+		{403, nil, false, 0, "auth"},
+		{203, nil, false, 0, "auth"},
+		{503, map[string]string{"Retry-After": "3"}, true, 3 * time.Second, "server_error"},
+		{500, nil, true, 0, "server_error"},
+		{408, nil, true, 0, "timeout"},
+		{404, nil, false, 0, "not_found"},
+		{409, nil, false, 0, "conflict"},
+		{400, nil, false, 0, "bad_request"},
+		{422, nil, false, 0, "api_error"},
+	} {
+		t.Run(strconv.Itoa(tc.status), func(t *testing.T) {
+			f := clientNew(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				for k, v := range tc.header {
+					w.Header().Set(k, v)
+				}
+				clientJSON(w, tc.status, clientErrorJSON("VssServiceException", "refused"))
+			}), Options{MaxRetries: -1})
+			_, err := f.c.Agents(t.Context(), 12)
+			var c interface {
+				Classification() (bool, time.Duration, string)
+			}
+			if !errors.As(fmt.Errorf("pool linux: agents: %w", err), &c) {
+				t.Fatalf("error %v (%T) does not classify itself", err, err)
+			}
+			retryable, after, reason := c.Classification()
+			if retryable != tc.retryable || after != tc.after || reason != tc.reason {
+				t.Errorf("HTTP %d classified %v/%s/%q; want %v/%s/%q", tc.status, retryable, after, reason, tc.retryable, tc.after, tc.reason)
+			}
+		})
+	}
+}
+
+// TestClientNetworkErrorClassified: a call that found no server is a
+// retryable network failure.
+func TestClientNetworkErrorClassified(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	srv.Close()
+	c, err := NewClient(srv.URL, PAT(clientPAT), Options{MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Agents(t.Context(), 12)
+	var cl interface {
+		Classification() (bool, time.Duration, string)
+	}
+	if !errors.As(err, &cl) {
+		t.Fatalf("error %v (%T) does not classify itself", err, err)
+	}
+	if retryable, after, reason := cl.Classification(); !retryable || after != 0 || reason != "network" {
+		t.Errorf("classified %v/%s/%q; want retryable network", retryable, after, reason)
 	}
 }
