@@ -142,15 +142,31 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// Classification describes the failure (see Classified).
+func (e *Error) Classification() (retryable bool, after time.Duration, reason string) {
+	return e.Retryable, e.RetryAfter, e.Reason
+}
+
+// Classified is an error that describes itself: whether it is worth
+// retrying, after how long at least (0 when the server gave no hint), and a
+// short reason for metrics and logs. Error implements it, and so may any
+// other package's errors (Azure DevOps') without importing this one.
+type Classified interface {
+	error
+	Classification() (retryable bool, after time.Duration, reason string)
+}
+
 // Classify returns whether err is worth retrying, after how long at least,
-// and a short reason for metrics and logs.
+// and a short reason for metrics and logs: the description of the first
+// Classified error in err's chain; else a timeout (retryable), a
+// cancellation (not), or an unknown error, taken as retryable.
 func Classify(err error) (retryable bool, after time.Duration, reason string) {
 	if err == nil {
 		return false, 0, ""
 	}
-	var pe *Error
-	if errors.As(err, &pe) {
-		return pe.Retryable, pe.RetryAfter, pe.Reason
+	var c Classified
+	if errors.As(err, &c) {
+		return c.Classification()
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return true, 0, "timeout"

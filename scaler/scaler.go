@@ -9,7 +9,6 @@ package scaler
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -291,48 +290,6 @@ func (s *Scaler) apply(ctx context.Context, p *Pool, actions []Action) []ActionE
 	}
 	wg.Wait()
 	return failed
-}
-
-// retryable reports whether a failure is worth trying again.
-func retryable(err error) bool {
-	ok, _, _ := providers.Classify(err)
-	return ok
-}
-
-// refused reports whether the provider turned a create away before doing
-// anything (throttled), so that trying it again cannot make a second
-// instance. A create that timed out or failed otherwise may have happened:
-// by the time a retry lands, that instance may have run its job and been
-// removed by another reconciler, and the retry would make another for a job
-// that is done. The next pass plans it again from a fresh look instead.
-func refused(err error) bool {
-	ok, _, reason := providers.Classify(err)
-	return ok && reason == "throttled"
-}
-
-// retry runs f, trying failures again while again says so, with exponential
-// backoff that honours the server's Retry-After, within ctx.
-func (s *Scaler) retry(ctx context.Context, again func(error) bool, f func(context.Context) error) error {
-	backoff := 500 * time.Millisecond
-	for attempt := 0; ; attempt++ {
-		err := f(ctx)
-		if err == nil {
-			return nil
-		}
-		if !again(err) || attempt >= s.opt.Retries {
-			return err
-		}
-		_, after, _ := providers.Classify(err)
-		wait := max(backoff, after)
-		backoff *= 2
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return errors.Join(err, ctx.Err())
-		case <-t.C:
-		}
-	}
 }
 
 func (s *Scaler) do(ctx context.Context, p *Pool, a Action) error {

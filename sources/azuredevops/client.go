@@ -12,7 +12,6 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
-	mrand "math/rand/v2"
 	"net/http"
 	"net/url"
 	"sort"
@@ -20,6 +19,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/agentscaler/agentscaler/internal/retry"
 )
 
 // API versions. Pools and agents are released at 7.1 (Azure DevOps REST
@@ -127,8 +128,8 @@ type Client struct {
 	http *http.Client
 	opts Options
 	log  *slog.Logger
-	// retryBase is the first back-off step when the server gives no hint.
-	retryBase time.Duration
+	// retries is the policy of every call: MaxRetries, what is transient.
+	retries retry.Policy
 
 	mu     sync.Mutex
 	pools  map[string]int // pool ID by pool name
@@ -195,8 +196,8 @@ func NewClient(orgURL string, auth Authorizer, opts Options) (*Client, error) {
 	}
 	return &Client{
 		org: u, auth: auth, http: hc, opts: opts, log: log,
-		retryBase: 500 * time.Millisecond,
-		pools:     map[string]int{},
+		retries: retry.Policy{Retries: opts.MaxRetries, Retryable: transient},
+		pools:   map[string]int{},
 	}, nil
 }
 
@@ -230,6 +231,32 @@ func (e *APIError) Error() string {
 // timeouts (408) and server errors (5xx).
 func (e *APIError) Retryable() bool {
 	return e.Status == http.StatusTooManyRequests || e.Status == http.StatusRequestTimeout || e.Status >= 500
+}
+
+// Classification describes the failure the way the scaler classifies every
+// failed action (providers.Classify, through its Classified interface):
+// whether trying again may succeed (Retryable), the server's hint, and a
+// short reason for metrics and logs, in the words the providers use.
+func (e *APIError) Classification() (retryable bool, after time.Duration, reason string) {
+	switch s := e.Status; {
+	case s == http.StatusTooManyRequests:
+		reason = "throttled"
+	case s == http.StatusRequestTimeout:
+		reason = "timeout"
+	case s == http.StatusUnauthorized || s == http.StatusForbidden || s == http.StatusNonAuthoritativeInfo:
+		reason = "auth"
+	case s == http.StatusNotFound:
+		reason = "not_found"
+	case s == http.StatusConflict:
+		reason = "conflict"
+	case s == http.StatusBadRequest:
+		reason = "bad_request"
+	case s >= 500:
+		reason = "server_error"
+	default:
+		reason = "api_error"
+	}
+	return e.Retryable(), e.RetryAfter, reason
 }
 
 // PoolID returns the id of the agent pool with the given name. Answers are
@@ -527,47 +554,52 @@ func (c *Client) exchange(ctx context.Context, method, endpoint, path string, q 
 	q.Set("api-version", version)
 	u.RawQuery = q.Encode()
 
-	for attempt := 0; ; attempt++ {
-		h, transient, err := c.once(ctx, method, endpoint, u.String(), body, out)
-		if err == nil {
-			return h, nil
-		}
-		if !transient || attempt >= c.opts.MaxRetries {
-			return nil, err
-		}
-		wait := c.backoff(err, attempt)
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
-			// The wait (the server's hint is on the error) outlasts this call.
-			return nil, err
-		}
-		c.log.Debug("azure devops call failed, retrying", "endpoint", endpoint, "attempt", attempt+1, "wait", wait, "error", err)
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil, fmt.Errorf("azuredevops: %s: gave up waiting to retry (%w) after: %w", endpoint, ctx.Err(), err)
-		}
+	p := c.retries
+	p.OnRetry = func(attempt int, wait time.Duration, err error) {
+		c.log.Debug("azure devops call failed, retrying", "endpoint", endpoint, "attempt", attempt, "wait", wait, "error", err)
 	}
+	var h http.Header
+	err := retry.Do(ctx, p, func(ctx context.Context) error {
+		var err error
+		h, err = c.once(ctx, method, endpoint, u.String(), body, out)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return h, nil
 }
 
-// backoff is how long to wait before the next attempt: the server's hint
-// when it gave one, else an exponential step with jitter.
-func (c *Client) backoff(err error, attempt int) time.Duration {
+// transient reports whether a failed attempt may pass, and the server's
+// hint: a retryable status (APIError.Retryable), or a failure to reach
+// Azure DevOps or read its answer while the call's deadline held.
+func transient(err error) (bool, time.Duration) {
 	var ae *APIError
-	if errors.As(err, &ae) && ae.RetryAfter > 0 {
-		return ae.RetryAfter
+	if errors.As(err, &ae) {
+		return ae.Retryable(), ae.RetryAfter
 	}
-	d := c.retryBase << min(attempt, 5)
-	return d/2 + mrand.N(d/2+1)
+	var te *transportError
+	return errors.As(err, &te), 0
 }
 
-// once makes one HTTP exchange and returns the answer's headers. transient reports whether the failure may
-// pass: a retryable status, or a network error while the deadline holds.
-func (c *Client) once(ctx context.Context, method, endpoint, target string, body []byte, out any) (h http.Header, transient bool, err error) {
+// transportError is a failure to reach Azure DevOps, or to read its answer,
+// while the call's deadline still held: it may pass.
+type transportError struct{ err error }
+
+func (e *transportError) Error() string { return e.err.Error() }
+func (e *transportError) Unwrap() error { return e.err }
+
+// Classification describes the failure (see APIError.Classification).
+func (e *transportError) Classification() (retryable bool, after time.Duration, reason string) {
+	return true, 0, "network"
+}
+
+// once makes one HTTP exchange and returns the answer's headers. A failure
+// that may pass is a retryable *APIError or a *transportError (transient).
+func (c *Client) once(ctx context.Context, method, endpoint, target string, body []byte, out any) (http.Header, error) {
 	authz, err := c.auth.Authorization(ctx)
 	if err != nil {
-		return nil, false, fmt.Errorf("azuredevops: %s: authorize: %w", endpoint, err)
+		return nil, fmt.Errorf("azuredevops: %s: authorize: %w", endpoint, err)
 	}
 	var rd io.Reader
 	if body != nil {
@@ -575,7 +607,7 @@ func (c *Client) once(ctx context.Context, method, endpoint, target string, body
 	}
 	req, err := http.NewRequestWithContext(ctx, method, target, rd)
 	if err != nil {
-		return nil, false, fmt.Errorf("azuredevops: %s: build request: %w", endpoint, err)
+		return nil, fmt.Errorf("azuredevops: %s: build request: %w", endpoint, err)
 	}
 	req.Header.Set("Authorization", authz)
 	req.Header.Set("Accept", "application/json")
@@ -591,9 +623,9 @@ func (c *Client) once(ctx context.Context, method, endpoint, target string, body
 	if err != nil {
 		c.observe(endpoint, 0)
 		if ctxErr := ctx.Err(); ctxErr != nil {
-			return nil, false, fmt.Errorf("azuredevops: %s %s: gave up waiting for the answer: %w", method, endpoint, ctxErr)
+			return nil, fmt.Errorf("azuredevops: %s %s: gave up waiting for the answer: %w", method, endpoint, ctxErr)
 		}
-		return nil, true, fmt.Errorf("azuredevops: %s %s: %w", method, endpoint, err)
+		return nil, &transportError{fmt.Errorf("azuredevops: %s %s: %w", method, endpoint, err)}
 	}
 	defer resp.Body.Close()
 	c.observe(endpoint, resp.StatusCode)
@@ -605,26 +637,25 @@ func (c *Client) once(ctx context.Context, method, endpoint, target string, body
 	}
 
 	if resp.StatusCode < 200 || resp.StatusCode > 299 || resp.StatusCode == http.StatusNonAuthoritativeInfo {
-		ae := c.apiError(endpoint, resp, authz)
-		return nil, ae.Retryable(), ae
+		return nil, c.apiError(endpoint, resp, authz)
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
-			return nil, false, fmt.Errorf("azuredevops: %s %s: answer cut by the call's deadline: %w", method, endpoint, ctxErr)
+			return nil, fmt.Errorf("azuredevops: %s %s: answer cut by the call's deadline: %w", method, endpoint, ctxErr)
 		}
-		return nil, true, fmt.Errorf("azuredevops: %s: read answer: %w", endpoint, err)
+		return nil, &transportError{fmt.Errorf("azuredevops: %s: read answer: %w", endpoint, err)}
 	}
 	if len(data) > maxBody {
-		return nil, false, fmt.Errorf("azuredevops: %s: answer larger than %d MiB", endpoint, maxBody>>20)
+		return nil, fmt.Errorf("azuredevops: %s: answer larger than %d MiB", endpoint, maxBody>>20)
 	}
 	if out == nil || len(bytes.TrimSpace(data)) == 0 {
-		return resp.Header, false, nil
+		return resp.Header, nil
 	}
 	if err := json.Unmarshal(data, out); err != nil {
-		return nil, false, fmt.Errorf("azuredevops: %s: decode answer: %w", endpoint, err)
+		return nil, fmt.Errorf("azuredevops: %s: decode answer: %w", endpoint, err)
 	}
-	return resp.Header, false, nil
+	return resp.Header, nil
 }
 
 // apiError builds the APIError for a non-2xx answer, taking care that the

@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -86,11 +88,26 @@ func clientErrorJSON(typeKey, message string) string {
 
 const clientPAT = "q7w3lzjv4x5ubtn2k6hgc2dqyrm3s5pal4xozv7icnwbhk5f2qoa"
 
-// clientObserved collects Observe and ObserveRateLimit calls.
+// clientObserved collects Observe and ObserveRateLimit calls, and the
+// waits between retries, which it records instead of waiting.
 type clientObserved struct {
 	mu        sync.Mutex
 	calls     []string
 	remaining []float64
+	waits     []time.Duration
+}
+
+func (o *clientObserved) sleep(ctx context.Context, d time.Duration) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.waits = append(o.waits, d)
+	return ctx.Err()
+}
+
+func (o *clientObserved) slept() []time.Duration {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]time.Duration(nil), o.waits...)
 }
 
 func (o *clientObserved) observe(endpoint string, status int) {
@@ -134,7 +151,7 @@ func clientNew(t *testing.T, handler http.Handler, opts Options) clientFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.retryBase = time.Millisecond
+	c.retries.Sleep = obs.sleep
 	return clientFixture{c: c, srv: srv, obs: obs, logs: logs}
 }
 
@@ -574,8 +591,11 @@ func TestClientRetryAfterHonoured(t *testing.T) {
 	if got := strings.Join(f.obs.snapshot(), ","); got != "pools 429,pools 200" {
 		t.Errorf("observed %s", got)
 	}
+	if got := f.obs.slept(); !slices.Equal(got, []time.Duration{time.Second}) {
+		t.Errorf("waited %v before the retry, want the Retry-After hint of 1s", got)
+	}
 	if !strings.Contains(f.logs.String(), "wait=1s") {
-		t.Errorf("retry did not use the Retry-After hint: %s", f.logs)
+		t.Errorf("retry did not log the Retry-After hint: %s", f.logs)
 	}
 }
 
@@ -589,8 +609,8 @@ func TestClientRateLimitDelayHonoured(t *testing.T) {
 	if id != 12 || calls.Load() != 2 {
 		t.Errorf("id %d after %d calls, want 12 after 2", id, calls.Load())
 	}
-	if !strings.Contains(f.logs.String(), "wait=50ms") {
-		t.Errorf("retry did not use the X-RateLimit-Delay hint: %s", f.logs)
+	if got := f.obs.slept(); !slices.Equal(got, []time.Duration{50 * time.Millisecond}) {
+		t.Errorf("waited %v before the retry, want the X-RateLimit-Delay hint of 50ms", got)
 	}
 	if len(f.obs.remaining) != 1 || f.obs.remaining[0] != 3.25 {
 		t.Errorf("rate limit remaining observed %v", f.obs.remaining)
@@ -669,13 +689,16 @@ func TestClientNetworkErrorRetried(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.retryBase = time.Millisecond
+	c.retries.Sleep = obs.sleep
 	_, err = c.ResourceUsage(t.Context())
 	if err == nil {
 		t.Fatal("no error from a closed server")
 	}
 	if got := strings.Join(obs.snapshot(), ","); got != "resourceusage 0,resourceusage 0,resourceusage 0" {
 		t.Errorf("observed %s", got)
+	}
+	if got := len(obs.slept()); got != 2 {
+		t.Errorf("%d waits, want one before each of the 2 retries", got)
 	}
 	if strings.Contains(err.Error(), clientPAT) {
 		t.Errorf("token in error: %v", err)
@@ -845,5 +868,72 @@ func BenchmarkClientJobRequestsDecode(b *testing.B) {
 		if _, err := c.JobRequests(context.Background(), 1); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestClientErrorsClassified: every failure of a call describes itself the
+// way the scaler classifies failed actions (providers.Classify honours
+// this method, so a failed unregister reports why): retryable or not, the
+// server's hint, and a reason.
+func TestClientErrorsClassified(t *testing.T) {
+	for _, tc := range []struct {
+		status    int
+		header    map[string]string
+		retryable bool
+		after     time.Duration
+		reason    string
+	}{
+		{429, map[string]string{"Retry-After": "2"}, true, 2 * time.Second, "throttled"},
+		{401, nil, false, 0, "auth"},
+		{403, nil, false, 0, "auth"},
+		{203, nil, false, 0, "auth"},
+		{503, map[string]string{"Retry-After": "3"}, true, 3 * time.Second, "server_error"},
+		{500, nil, true, 0, "server_error"},
+		{408, nil, true, 0, "timeout"},
+		{404, nil, false, 0, "not_found"},
+		{409, nil, false, 0, "conflict"},
+		{400, nil, false, 0, "bad_request"},
+		{422, nil, false, 0, "api_error"},
+	} {
+		t.Run(strconv.Itoa(tc.status), func(t *testing.T) {
+			f := clientNew(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				for k, v := range tc.header {
+					w.Header().Set(k, v)
+				}
+				clientJSON(w, tc.status, clientErrorJSON("VssServiceException", "refused"))
+			}), Options{MaxRetries: -1})
+			_, err := f.c.Agents(t.Context(), 12)
+			var c interface {
+				Classification() (bool, time.Duration, string)
+			}
+			if !errors.As(fmt.Errorf("pool linux: agents: %w", err), &c) {
+				t.Fatalf("error %v (%T) does not classify itself", err, err)
+			}
+			retryable, after, reason := c.Classification()
+			if retryable != tc.retryable || after != tc.after || reason != tc.reason {
+				t.Errorf("HTTP %d classified %v/%s/%q; want %v/%s/%q", tc.status, retryable, after, reason, tc.retryable, tc.after, tc.reason)
+			}
+		})
+	}
+}
+
+// TestClientNetworkErrorClassified: a call that found no server is a
+// retryable network failure.
+func TestClientNetworkErrorClassified(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	srv.Close()
+	c, err := NewClient(srv.URL, PAT(clientPAT), Options{MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Agents(t.Context(), 12)
+	var cl interface {
+		Classification() (bool, time.Duration, string)
+	}
+	if !errors.As(err, &cl) {
+		t.Fatalf("error %v (%T) does not classify itself", err, err)
+	}
+	if retryable, after, reason := cl.Classification(); !retryable || after != 0 || reason != "network" {
+		t.Errorf("classified %v/%s/%q; want retryable network", retryable, after, reason)
 	}
 }
