@@ -15,6 +15,7 @@ import (
 
 	"github.com/agentscaler/agentscaler/ci"
 	"github.com/agentscaler/agentscaler/internal/demo/adoemu"
+	"github.com/agentscaler/agentscaler/internal/fakeclock"
 	"github.com/agentscaler/agentscaler/internal/testenv/syncbuf"
 	"github.com/agentscaler/agentscaler/metrics"
 	"github.com/agentscaler/agentscaler/providers"
@@ -682,4 +683,58 @@ func TestCreateOfUnknownOutcomeIsPlannedAgain(t *testing.T) {
 	if got := names(f.mem.All()); !slices.Equal(got, []string{name}) {
 		t.Errorf("instances %v, want %s alone", got, name)
 	}
+}
+
+// TestEventsOnVirtualTime: what the event methods trigger runs on the
+// scaler's clock, so the simulator measures serve's timing: a job completed
+// is looked at now and again DefaultRecheck later; a trigger while a pass is
+// in progress trails it by DefaultMinGap; nothing runs while the clock
+// stands still.
+func TestEventsOnVirtualTime(t *testing.T) {
+	f := newFixture(t, adoemu.Options{}, nil)
+	clock := fakeclock.New(t0)
+	var (
+		mu     sync.Mutex
+		passes []time.Duration
+		nested bool
+	)
+	f.s.clock = clock
+	f.s.opt.AfterReconcile = func() {
+		mu.Lock()
+		defer mu.Unlock()
+		passes = append(passes, clock.Now().Sub(t0))
+		if nested {
+			nested = false
+			f.s.Tick() // while this pass is still in progress
+		}
+	}
+	got := func() []time.Duration {
+		f.s.Settle()
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(passes)
+	}
+	want := func(w ...time.Duration) {
+		t.Helper()
+		if g := got(); !slices.Equal(g, w) {
+			t.Fatalf("passes at %v, want %v", g, w)
+		}
+	}
+
+	f.s.JobCompleted()
+	want(0)
+	clock.Advance(DefaultRecheck - time.Millisecond)
+	want(0)
+	clock.Advance(time.Millisecond)
+	want(0, DefaultRecheck)
+
+	mu.Lock()
+	nested = true
+	mu.Unlock()
+	f.s.JobWaiting("")
+	want(0, DefaultRecheck, DefaultRecheck)
+	clock.Advance(DefaultMinGap - time.Millisecond)
+	want(0, DefaultRecheck, DefaultRecheck)
+	clock.Advance(time.Millisecond)
+	want(0, DefaultRecheck, DefaultRecheck, DefaultRecheck+DefaultMinGap)
 }

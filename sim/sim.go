@@ -149,6 +149,12 @@ type instance struct {
 	exited  bool
 }
 
+// listener is what serve's hooks and timer tell the scaler.
+type listener interface {
+	azuredevops.Scaler
+	Tick()
+}
+
 type engine struct {
 	jobs    []Job
 	pol     Policy
@@ -158,6 +164,7 @@ type engine struct {
 	ado     *azureDevOps
 	rec     *recorder      // nil for Static
 	sc      *scaler.Scaler // nil for Static
+	target  listener       // sc, as the hooks and the timer reach it
 	caps    map[string]string
 	rng     *rand.Rand // hook losses, drawn in event order
 	events  eventQueue
@@ -217,6 +224,7 @@ func newEngine(jobs []Job, pol Policy, opt Options) *engine {
 		Clock:          e.clock,
 		AfterReconcile: func() { e.reconciles++ }, // while the engine waits in settle
 	})
+	e.target = e.sc
 	return e
 }
 
@@ -239,7 +247,7 @@ func (e *engine) run(ctx context.Context) error {
 		e.schedule(event{at: e.pol.Interval, kind: evTimer})
 		// The first pass registers the placeholder and warm agents, as a
 		// deployment's first timer run does before any job.
-		e.sc.Tick()
+		e.target.Tick()
 		e.settle()
 	}
 	e.sample()
@@ -284,10 +292,10 @@ func (e *engine) handle(ev event) error {
 		e.ado.queue(int64(ev.job+1), ev.job, j.Demands)
 		e.hook(azuredevops.Event{Type: azuredevops.EventJobStateChanged, State: "waiting", JobID: jobRef(ev.job)})
 	case evHook:
-		azuredevops.Dispatch(ev.hook, e.sc)
+		azuredevops.Dispatch(ev.hook, e.target)
 	case evTimer:
 		e.schedule(event{at: ev.at + e.pol.Interval, kind: evTimer})
-		e.sc.Tick()
+		e.target.Tick()
 	case evOnline:
 		in := e.instances[ev.name]
 		if in == nil || in.gen != ev.gen {

@@ -276,17 +276,10 @@ func (a *app) specFunc(pc config.Pool) func(context.Context) (providers.AgentSpe
 
 // handler is the HTTP surface: service hooks, metrics, health, the timer.
 func (a *app) handler() http.Handler {
-	hooks := &azuredevops.HookHandler{
-		Auth:         webhookAuth(a.cfg.Webhook, a.getenv),
-		Dedup:        azuredevops.NewDedup(10000, time.Hour),
-		Organization: a.cfg.AzureDevOps.URL,
-		Accept: func(ctx context.Context, e azuredevops.Event) error {
-			a.accept(e)
-			return nil
-		},
-		Observe: func(event, outcome string) { a.metrics.WebhookRequest("azuredevops", event, outcome) },
-		Logger:  a.log,
-	}
+	hooks := azuredevops.NewHookHandler(webhookAuth(a.cfg.Webhook, a.getenv), a.cfg.AzureDevOps.URL, a.scaler,
+		func(d time.Duration) { a.metrics.WebhookLag("azuredevops", d) },
+		func(event, outcome string) { a.metrics.WebhookRequest("azuredevops", event, outcome) },
+		a.log)
 	// /reconcile is the Functions host's timer; elsewhere the timer runs in
 	// process, and an open route would let anyone spend Azure DevOps calls.
 	var timer functions.Reconciler
@@ -308,13 +301,4 @@ func webhookAuth(w config.Webhook, getenv func(string) string) azuredevops.Authe
 		return azuredevops.BasicAuth(w.BasicAuth.Username, getenv(w.BasicAuth.PasswordEnv))
 	}
 	return azuredevops.HeaderAuth(w.Header.Name, getenv(w.Header.ValueEnv))
-}
-
-// accept hands a service hook's event to the scaler, which decides what it
-// triggers.
-func (a *app) accept(e azuredevops.Event) {
-	if !e.CreatedDate.IsZero() {
-		a.metrics.WebhookLag("azuredevops", time.Since(e.CreatedDate))
-	}
-	azuredevops.Dispatch(e, a.scaler)
 }

@@ -329,6 +329,27 @@ type HookHandler struct {
 	Now func() time.Time
 }
 
+// NewHookHandler is the service hook endpoint as serve runs it: hooks
+// authenticated by auth, redeliveries of the last hour dropped, events of
+// other organizations than organization ignored, and what each event means
+// handed to s (Dispatch). lag, when set, is told how late each event came.
+func NewHookHandler(auth Authenticator, organization string, s Scaler, lag func(time.Duration), observe func(event, outcome string), log *slog.Logger) *HookHandler {
+	return &HookHandler{
+		Auth:         auth,
+		Dedup:        NewDedup(10000, time.Hour),
+		Organization: organization,
+		Accept: func(_ context.Context, e Event) error {
+			if lag != nil && !e.CreatedDate.IsZero() {
+				lag(time.Since(e.CreatedDate))
+			}
+			Dispatch(e, s)
+			return nil
+		},
+		Observe: observe,
+		Logger:  log,
+	}
+}
+
 func (h *HookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	log := h.Logger
 	if log == nil {
