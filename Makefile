@@ -90,9 +90,11 @@ check-images:
 	CI=$${CI:-} $(GO) test -count=1 ./infra/images/
 
 # Debian packages the tests run for real: Prometheus and promtool, the Pushgateway, a Docker engine, etcd,
-# shellcheck and bats for the shell scripts, curl and jq for the service hook script.
+# shellcheck and bats for the shell scripts, curl and jq for the service hook script, debootstrap for the
+# Debian image the image checks are tested on. With debootstrap in DEPS, deps also builds that Debian root
+# file system (tools/debianroot: a minute or more, once per machine, cached under ~/.cache/agentscaler/debian).
 DEPS := promtool:prometheus prometheus-pushgateway:prometheus-pushgateway dockerd:docker.io etcd:etcd-server \
-        shellcheck:shellcheck bats:bats curl:curl jq:jq
+        shellcheck:shellcheck bats:bats curl:curl jq:jq debootstrap:debootstrap
 deps:
 	@need=""; for d in $(DEPS); do command -v $${d%%:*} >/dev/null 2>&1 || need="$$need $${d#*:}"; done; \
 	if [ -n "$$need" ]; then \
@@ -100,6 +102,7 @@ deps:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$need >/dev/null; \
 	fi
+	@case " $(DEPS) " in *" debootstrap:"*) $(GO) run ./tools/debianroot >/dev/null ;; esac
 
 clean:
 	rm -rf bin dist

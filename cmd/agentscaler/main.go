@@ -33,6 +33,7 @@ Commands:
   simulate   replay a job trace on virtual time: wait and cost per policy (webhook, poll, static)
   demo       the whole loop on this machine: built-in Azure DevOps emulator and agents
   validate   check the configuration and exit
+  check-image  check that an image can serve as an agent image (docs/images.md), on a Docker engine
   version    print the version
 
 Configuration comes from --config FILE, else $AGENTSCALER_CONFIG, else from
@@ -94,6 +95,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return cmdDemo(ctx, rest, stdout, stderr, getenv)
 	case "validate":
 		return cmdValidate(ctx, rest, stdout, stderr, getenv)
+	case "check-image":
+		return cmdCheckImage(ctx, rest, stdout, stderr, getenv)
 	case testAgentCommand:
 		return cmdTestAgent(ctx, stdout, stderr, getenv)
 	case "version", "--version":

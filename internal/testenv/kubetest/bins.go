@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,8 +12,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/agentscaler/agentscaler/internal/testenv/machinecache"
 )
 
 // Version is the Kubernetes release the control plane is built from. It
@@ -53,13 +53,9 @@ func (b Binaries) exist() bool {
 // else $XDG_CACHE_HOME/agentscaler/kube, else ~/.cache/agentscaler/kube;
 // each with Version appended, so a version bump never runs stale binaries.
 func CacheDir() (string, error) {
-	root := os.Getenv("AGENTSCALER_KUBE_CACHE")
-	if root == "" {
-		user, err := os.UserCacheDir()
-		if err != nil {
-			return "", fmt.Errorf("kube binaries cache: set AGENTSCALER_KUBE_CACHE or HOME: %w", err)
-		}
-		root = filepath.Join(user, "agentscaler", "kube")
+	root, err := machinecache.Dir("AGENTSCALER_KUBE_CACHE", "kube")
+	if err != nil {
+		return "", err
 	}
 	return filepath.Join(root, Version), nil
 }
@@ -92,7 +88,7 @@ func Build(ctx context.Context, log io.Writer) (Binaries, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return Binaries{}, fmt.Errorf("kube binaries cache: %w", err)
 	}
-	unlock, err := lock(ctx, filepath.Join(dir, ".lock"), log)
+	unlock, err := machinecache.Lock(ctx, filepath.Join(dir, ".lock"), "kube binaries", log)
 	if err != nil {
 		return Binaries{}, err
 	}
@@ -110,36 +106,6 @@ func Build(ctx context.Context, log io.Writer) (Binaries, error) {
 	rec, _ := json.Marshal(map[string]any{"version": Version, "seconds": took.Seconds(), "built": time.Now().UTC()})
 	_ = os.WriteFile(filepath.Join(dir, "build.json"), append(rec, '\n'), 0o644) // informative only
 	return bins, nil
-}
-
-// lock takes an exclusive flock on path, polling so that ctx can end the
-// wait; another process may hold it for a whole cold build.
-func lock(ctx context.Context, path string, log io.Writer) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("kube binaries lock: %w", err)
-	}
-	told := false
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("kube binaries lock %s: %w", path, err)
-		}
-		if !told {
-			fmt.Fprintf(log, "kubetest: waiting for another process building the kube binaries (%s)\n", path)
-			told = true
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("kube binaries lock %s: %w", path, ctx.Err())
-		case <-time.After(time.Second):
-		}
-	}
 }
 
 // build compiles both programs into a temporary directory inside dir and

@@ -1,13 +1,11 @@
 package kubetest
 
 import (
-	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 func TestCacheDir(t *testing.T) {
@@ -20,31 +18,6 @@ func TestCacheDir(t *testing.T) {
 	if dir, err := CacheDir(); err != nil || dir != filepath.Join("/home/ci/.cache/agentscaler/kube", Version) {
 		t.Errorf("CacheDir() = %q, %v; want it under XDG_CACHE_HOME", dir, err)
 	}
-}
-
-// TestLock checks that a second builder waits for the first, and gives up
-// when its context ends.
-func TestLock(t *testing.T) {
-	path := filepath.Join(t.TempDir(), ".lock")
-	var log strings.Builder
-	unlock, err := lock(context.Background(), path, &log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
-	defer cancel()
-	if _, err := lock(ctx, path, &log); err == nil {
-		t.Fatal("a second lock was granted while the first was held")
-	}
-	if !strings.Contains(log.String(), "waiting for another process") {
-		t.Errorf("the waiting builder said nothing: %q", log.String())
-	}
-	unlock()
-	unlock2, err := lock(context.Background(), path, &log)
-	if err != nil {
-		t.Fatalf("lock after unlock: %v", err)
-	}
-	unlock2()
 }
 
 // TestStagingModules reads the real k8s.io/kubernetes go.mod (from the
