@@ -338,6 +338,29 @@ func (v *validator) reconcile(r Reconcile) {
 }
 
 func (v *validator) pool(key string, p Pool) {
+	v.policy(key, p)
+	if p.AzurePool == "" {
+		v.add(key+".azure_pool", "required: the name of the Azure DevOps agent pool")
+	}
+	v.oneOf(key+".provider", p.Provider, providerNames)
+	v.agent(key+".agent", p.Agent, p.Provider)
+	v.providerSections(key, p)
+}
+
+// ValidatePolicy checks what decides a pool's capacity (name, max_agents,
+// min_idle, the timeouts, agent_version, capabilities) by the rules Validate
+// applies to each pool, for a pool built outside a file: simulate's.
+func ValidatePolicy(p Pool) error {
+	v := &validator{getenv: orEnv(nil)}
+	v.policy("pool", p)
+	if len(v.problems) > 0 {
+		return &ValidationError{Problems: v.problems}
+	}
+	return nil
+}
+
+// policy checks the pool's capacity settings.
+func (v *validator) policy(key string, p Pool) {
 	switch {
 	case p.Name == "":
 		v.add(key+".name", "required: a short lowercase name such as linux; it prefixes agent names")
@@ -346,10 +369,6 @@ func (v *validator) pool(key string, p Pool) {
 	case !poolNameRE.MatchString(p.Name):
 		v.add(key+".name", "must be lowercase letters, digits and '-', starting and ending with a letter or digit (got %q)", p.Name)
 	}
-	if p.AzurePool == "" {
-		v.add(key+".azure_pool", "required: the name of the Azure DevOps agent pool")
-	}
-	v.oneOf(key+".provider", p.Provider, providerNames)
 	checkLimit(v, key+".max_agents", p.MaxAgents, maxAgentsLimit)
 	if p.MinIdle < 0 {
 		v.add(key+".min_idle", "must be 0 or more (got %d)", p.MinIdle)
@@ -370,8 +389,6 @@ func (v *validator) pool(key string, p Pool) {
 			v.add(key+".capabilities", "a capability has an empty name")
 		}
 	}
-	v.agent(key+".agent", p.Agent, p.Provider)
-	v.providerSections(key, p)
 }
 
 func (v *validator) agent(key string, a Agent, provider string) {

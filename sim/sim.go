@@ -76,17 +76,15 @@ func Run(ctx context.Context, jobs []Job, pol Policy, opt Options) (Result, erro
 	return e.result(), nil
 }
 
+// validate checks what the simulation adds to the pool; the pool itself is
+// checked by config's rules.
 func (o Options) validate(pol Policy) error {
-	p := o.Pool
+	if err := config.ValidatePolicy(o.Pool); err != nil {
+		return err
+	}
 	switch {
-	case p.Name == "" || p.AzurePool == "":
-		return fmt.Errorf("pool: name and azure_pool are required")
-	case p.MaxAgents < 1:
-		return fmt.Errorf("pool %s: max_agents must be at least 1 (got %d)", p.Name, p.MaxAgents)
-	case p.MinIdle < 0 || p.MinIdle > p.MaxAgents:
-		return fmt.Errorf("pool %s: min_idle must be between 0 and max_agents %d (got %d)", p.Name, p.MaxAgents, p.MinIdle)
-	case p.StartupTimeout <= 0 || p.MaxLifetime <= 0 || p.FailureBackoff <= 0:
-		return fmt.Errorf("pool %s: startup_timeout, max_lifetime and failure_backoff must be greater than 0", p.Name)
+	case o.Pool.AzurePool == "":
+		return fmt.Errorf("pool %s: azure_pool is required", o.Pool.Name)
 	case o.HookLoss < 0 || o.HookLoss > 1:
 		return fmt.Errorf("hook loss must be between 0 and 1 (got %g)", o.HookLoss)
 	case o.HookDelay < 0 || o.Horizon < 0:
