@@ -12,11 +12,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
-
 	"github.com/agentscaler/agentscaler/config"
 	"github.com/agentscaler/agentscaler/functions"
+	"github.com/agentscaler/agentscaler/internal/azcred"
 	"github.com/agentscaler/agentscaler/metrics"
 	"github.com/agentscaler/agentscaler/providers"
 	"github.com/agentscaler/agentscaler/providers/memory"
@@ -207,51 +205,11 @@ func authorizer(c config.AzureDevOps, getenv func(string) string, log *slog.Logg
 		log.Info("Azure DevOps authentication", "method", "pat", "variable", c.TokenEnv)
 		return azuredevops.PAT(getenv(c.TokenEnv)), nil
 	}
-	e := c.Entra
-	if e.ClientSecretEnv != "" {
-		cred, err := azidentity.NewClientSecretCredential(e.TenantID, e.ClientID, getenv(e.ClientSecretEnv), nil)
-		if err != nil {
-			return nil, fmt.Errorf("azuredevops.entra: %w", err)
-		}
-		log.Info("Azure DevOps authentication", "method", "entra-client-secret", "client_id", e.ClientID, "tenant_id", e.TenantID)
-		return azuredevops.Entra(cred), nil
-	}
-	var cred azcore.TokenCredential
-	var err error
-	if e.ClientID == "" {
-		cred, err = azidentity.NewDefaultAzureCredential(&azidentity.DefaultAzureCredentialOptions{TenantID: e.TenantID})
-	} else {
-		// The default chain takes a client id only from AZURE_CLIENT_ID; a
-		// configured one selects the user-assigned or workload identity.
-		cred, err = identityChain(e.ClientID, e.TenantID, getenv)
-	}
+	cred, err := azcred.New("azuredevops.entra", c.Entra, getenv, log)
 	if err != nil {
-		return nil, fmt.Errorf("azuredevops.entra: %w", err)
+		return nil, err
 	}
-	log.Info("Azure DevOps authentication", "method", "entra-default-chain", "client_id", e.ClientID, "tenant_id", e.TenantID)
 	return azuredevops.Entra(cred), nil
-}
-
-// identityChain tries, in order, workload identity (when its token file is
-// set), the managed identity with that client id, and the Azure CLI.
-func identityChain(clientID, tenantID string, getenv func(string) string) (azcore.TokenCredential, error) {
-	var chain []azcore.TokenCredential
-	if getenv("AZURE_FEDERATED_TOKEN_FILE") != "" {
-		wi, err := azidentity.NewWorkloadIdentityCredential(&azidentity.WorkloadIdentityCredentialOptions{ClientID: clientID, TenantID: tenantID})
-		if err != nil {
-			return nil, err
-		}
-		chain = append(chain, wi)
-	}
-	mi, err := azidentity.NewManagedIdentityCredential(&azidentity.ManagedIdentityCredentialOptions{ID: azidentity.ClientID(clientID)})
-	if err != nil {
-		return nil, err
-	}
-	cli, err := azidentity.NewAzureCLICredential(&azidentity.AzureCLICredentialOptions{TenantID: tenantID})
-	if err != nil {
-		return nil, err
-	}
-	return azidentity.NewChainedTokenCredential(append(chain, mi, cli), nil)
 }
 
 // specFunc builds the agent environment (docs/architecture.md). The token
