@@ -16,6 +16,7 @@ type Config struct {
 	Webhook     Webhook     `yaml:"webhook"`
 	Reconcile   Reconcile   `yaml:"reconcile"`
 	Pools       []Pool      `yaml:"pools"`
+	Metrics     Metrics     `yaml:"metrics"`
 }
 
 // AzureDevOps says which organization to talk to and how to authenticate.

@@ -102,6 +102,9 @@ func (c *Config) validate(getenv func(string) string) []Problem {
 	v.azureDevOps(c.AzureDevOps)
 	v.webhook(c.Webhook)
 	v.reconcile(c.Reconcile)
+	if c.Metrics.Push != nil {
+		v.push(c.Metrics.Push)
+	}
 	if len(c.Pools) == 0 {
 		v.add("pools", "at least one pool is required; add a pool under pools: with name, azure_pool, provider and agent.image")
 	}
