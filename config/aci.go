@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"net"
-	"regexp"
 	"slices"
 	"strings"
 )
@@ -23,7 +22,7 @@ type ACI struct {
 	// Identity is who the autoscaler is for its own ARM calls. Left out:
 	// the default chain (environment, workload identity, the managed
 	// identity of the host, the Azure CLI).
-	Identity *ACIIdentity `yaml:"identity"`
+	Identity *AzureIdentity `yaml:"identity"`
 }
 
 // ACIDNS is the resolver configuration inside each container group.
@@ -43,23 +42,7 @@ type ACIRegistry struct {
 	Identity    string `yaml:"identity"` // resource id of a user-assigned identity
 }
 
-// ACIIdentity selects the Entra identity of the autoscaler's ARM calls.
-type ACIIdentity struct {
-	// ClientID is a user-assigned managed identity, the application of a
-	// workload identity, or the service principal of ClientSecretEnv.
-	ClientID string `yaml:"client_id"`
-	// ResourceID is a user-assigned managed identity by resource id.
-	ResourceID      string `yaml:"resource_id"`
-	TenantID        string `yaml:"tenant_id"`
-	ClientSecretEnv string `yaml:"client_secret_env"`
-}
-
-var (
-	identityIDRE = regexp.MustCompile(`(?i)^/subscriptions/[0-9a-f-]{36}/resourceGroups/[^/]+/providers/Microsoft\.ManagedIdentity/userAssignedIdentities/[^/]+$`)
-	aciZones     = []string{"1", "2", "3"}
-)
-
-const identityIDForm = "/subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>"
+var aciZones = []string{"1", "2", "3"}
 
 func (a *ACI) defaults() {
 	if a.OSType == "" {
@@ -98,7 +81,7 @@ func (v *validator) aci(k string, a *ACI) {
 		v.aciRegistry(k+"registry.", a.Registry)
 	}
 	if a.Identity != nil {
-		v.aciIdentity(k+"identity.", a.Identity)
+		v.azureIdentity(k+"identity.", a.Identity)
 	}
 }
 
@@ -136,34 +119,6 @@ func (v *validator) aciRegistry(k string, r *ACIRegistry) {
 		v.add(strings.TrimSuffix(k, "."), "set username_env and password_env, or identity (a user-assigned identity with AcrPull on the registry)")
 	case !identityIDRE.MatchString(r.Identity):
 		v.add(k+"identity", "must be a user-assigned identity resource id: %s", identityIDForm)
-	}
-}
-
-func (v *validator) aciIdentity(k string, id *ACIIdentity) {
-	if id.ClientID != "" && !guidRE.MatchString(id.ClientID) {
-		v.add(k+"client_id", "must be a GUID (the managed identity or application client id)")
-	}
-	if id.TenantID != "" && !guidRE.MatchString(id.TenantID) {
-		v.add(k+"tenant_id", "must be a GUID (the directory id)")
-	}
-	if id.ResourceID != "" {
-		switch {
-		case id.ClientID != "":
-			v.add(k+"resource_id", "client_id is set as well; name the managed identity by one of client_id or resource_id")
-		case id.ClientSecretEnv != "":
-			v.add(k+"resource_id", "a client secret belongs to an application, not a managed identity; remove resource_id and set client_id")
-		case !identityIDRE.MatchString(id.ResourceID):
-			v.add(k+"resource_id", "must be a user-assigned identity resource id: %s", identityIDForm)
-		}
-	}
-	if id.ClientSecretEnv != "" {
-		if id.ClientID == "" {
-			v.add(k+"client_id", "required with client_secret_env: the application (client) id")
-		}
-		if id.TenantID == "" {
-			v.add(k+"tenant_id", "required with client_secret_env: the directory (tenant) id")
-		}
-		v.env(k+"client_secret_env", id.ClientSecretEnv, "the client secret")
 	}
 }
 

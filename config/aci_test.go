@@ -53,7 +53,7 @@ func TestACIFullSection(t *testing.T) {
 		{"dns.search_domains", strings.Join(a.DNS.SearchDomains, ","), "corp.contoso.com"},
 		{"dns.options", a.DNS.Options, "ndots:2"},
 		{"registry", *a.Registry, ACIRegistry{Server: "contoso.azurecr.io", UsernameEnv: "ACR_USER", PasswordEnv: "ACR_PASSWORD"}},
-		{"identity", *a.Identity, ACIIdentity{ClientID: "11111111-1111-1111-1111-111111111111", TenantID: "22222222-2222-2222-2222-222222222222", ClientSecretEnv: "ARM_CLIENT_SECRET"}},
+		{"identity", *a.Identity, AzureIdentity{ClientID: "11111111-1111-1111-1111-111111111111", TenantID: "22222222-2222-2222-2222-222222222222", ClientSecretEnv: "ARM_CLIENT_SECRET"}},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -73,11 +73,8 @@ func TestACIDefaults(t *testing.T) {
 	}
 }
 
-func TestACIIdentityForms(t *testing.T) {
+func TestACIRegistryForms(t *testing.T) {
 	for _, section := range []string{
-		"      identity: {client_id: 11111111-1111-1111-1111-111111111111}\n",
-		"      identity: {resource_id: /subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-id/providers/Microsoft.ManagedIdentity/userAssignedIdentities/agentscaler}\n",
-		"      identity: {}\n", // the default chain, said out loud
 		"      registry: {server: contoso.azurecr.io, identity: /subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-id/providers/Microsoft.ManagedIdentity/userAssignedIdentities/acr-pull}\n",
 		"      registry: {server: \"registry.contoso.com:5000\", username_env: ACR_USER, password_env: ACR_PASSWORD}\n",
 	} {
@@ -131,28 +128,6 @@ func TestACIProblems(t *testing.T) {
 			name:    "registry identity",
 			section: "      registry: {server: contoso.azurecr.io, identity: acr-pull}\n",
 			says:    map[string]string{k + "registry.identity": "userAssignedIdentities"},
-		},
-		{
-			name:    "identity both ids",
-			section: "      identity: {client_id: not-a-guid, resource_id: /subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id}\n",
-			says:    map[string]string{k + "identity.client_id": "must be a GUID", k + "identity.resource_id": "name the managed identity by one of client_id or resource_id"},
-		},
-		{
-			name:    "client secret alone",
-			section: "      identity: {client_secret_env: ARM_CLIENT_SECRET, tenant_id: contoso.onmicrosoft.com}\n",
-			says: map[string]string{
-				k + "identity.tenant_id": "must be a GUID",
-				k + "identity.client_id": "required with client_secret_env",
-			},
-		},
-		{
-			name:    "client secret with resource id",
-			section: "      identity: {client_secret_env: ARM_CLIENT_SECRET, resource_id: /subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id}\n",
-			says: map[string]string{
-				k + "identity.resource_id": "remove resource_id and set client_id",
-				k + "identity.client_id":   "required with client_secret_env",
-				k + "identity.tenant_id":   "required with client_secret_env",
-			},
 		},
 	}
 	for _, tt := range tests {

@@ -16,13 +16,16 @@ type Config struct {
 	Webhook     Webhook     `yaml:"webhook"`
 	Reconcile   Reconcile   `yaml:"reconcile"`
 	Pools       []Pool      `yaml:"pools"`
+	Metrics     Metrics     `yaml:"metrics"`
 }
 
 // AzureDevOps says which organization to talk to and how to authenticate.
 type AzureDevOps struct {
 	URL      string `yaml:"url"`       // https://dev.azure.com/contoso
 	TokenEnv string `yaml:"token_env"` // name of the variable holding a PAT
-	Entra    *Entra `yaml:"entra"`     // or an Entra identity
+	// Entra is an Entra ID identity instead of TokenEnv; agents then
+	// receive a short-lived token minted per create.
+	Entra *AzureIdentity `yaml:"entra"`
 	// RespectParallelJobs caps creates by the organization's free self-hosted parallel jobs.
 	RespectParallelJobs bool `yaml:"respect_parallel_jobs"`
 	// MaxPages bounds the pages of the paged job request list read for one
@@ -30,13 +33,6 @@ type AzureDevOps struct {
 	MaxPages int `yaml:"max_pages"`
 	// PageSize is the number of job requests asked per page ($top).
 	PageSize int `yaml:"page_size"`
-}
-
-// Entra selects an Entra ID identity (managed, workload or client secret).
-type Entra struct {
-	ClientID        string `yaml:"client_id"`
-	TenantID        string `yaml:"tenant_id"`
-	ClientSecretEnv string `yaml:"client_secret_env"`
 }
 
 // Webhook says how service hooks authenticate: basic auth or a shared header.

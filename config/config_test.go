@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -39,6 +40,29 @@ func keysOf(ps []Problem) []string {
 		keys[i] = p.Key
 	}
 	return keys
+}
+
+// saysProblems checks that err lists exactly the problems says names, by
+// key, each message holding its phrase, and none repeating any of secrets.
+func saysProblems(t *testing.T, err error, says map[string]string, secrets ...string) {
+	t.Helper()
+	ps := problemsOf(t, err)
+	got := keysOf(ps)
+	slices.Sort(got)
+	if want := slices.Sorted(maps.Keys(says)); !slices.Equal(got, want) {
+		t.Errorf("problem keys:\n got %q\nwant %q\nerror:\n%v", got, want, err)
+		return
+	}
+	for _, p := range ps {
+		if !strings.Contains(p.Message, says[p.Key]) {
+			t.Errorf("%s: %q does not say %q", p.Key, p.Message, says[p.Key])
+		}
+		for _, secret := range secrets {
+			if strings.Contains(p.Message, secret) {
+				t.Errorf("%s: the message repeats a secret: %q", p.Key, p.Message)
+			}
+		}
+	}
 }
 
 func TestLoadBadFiles(t *testing.T) {

@@ -26,6 +26,9 @@ const (
 	DefaultReconcileParallelism = 8
 	DefaultCallTimeout          = 30 * time.Second
 
+	DefaultPushJob      = "agentscaler" // the job label of pushed metrics, as metrics.PushJob
+	DefaultPushInterval = time.Second   // as metrics.DefaultPushGather
+
 	DefaultDockerNetwork       = "host"
 	DefaultDockerPull          = "missing"
 	DefaultACIOSType           = "Linux"
@@ -53,6 +56,15 @@ func applyDefaults(c *Config, set func(key string) bool) {
 	}
 	if !set("reconcile.call_timeout") {
 		c.Reconcile.CallTimeout = DefaultCallTimeout
+	}
+
+	if p := c.Metrics.Push; p != nil {
+		if p.Job == "" {
+			p.Job = DefaultPushJob
+		}
+		if !set("metrics.push.interval") {
+			p.Interval = DefaultPushInterval
+		}
 	}
 
 	for i := range c.Pools {

@@ -48,11 +48,12 @@ var envKeys = map[string]string{
 	"webhook.basic_auth.username":     EnvWebhookUsername,
 	"webhook.basic_auth.password_env": EnvWebhookPassword,
 	"webhook.header.value_env":        EnvWebhookKey,
+	"metrics.push.instance":           EnvPushInstance,
 }
 
 // FromEnv describes one pool from environment variables alone: AZP_URL,
 // AZP_TOKEN and AZP_POOL as the agent container knows them, plus the
-// AGENTSCALER_* variables above. The token stays in the environment: the
+// AGENTSCALER_* variables above, and push mode's (EnvPushURL, ...). The token stays in the environment: the
 // configuration only names AZP_TOKEN. Problems name the variables.
 func FromEnv(getenv func(string) string) (*Config, error) {
 	getenv = orEnv(getenv)
@@ -119,6 +120,7 @@ func FromEnv(getenv func(string) string) (*Config, error) {
 		c.Webhook.Header = &Header{Name: WebhookKeyHeader, ValueEnv: EnvWebhookKey}
 	}
 
+	problems = append(problems, pushFromEnv(c, getenv)...)
 	applyDefaults(c, func(k string) bool { return set[k] })
 	problems = merge(problems, c.validate(getenv))
 	if p.Name == "" && p.AzurePool == "" {

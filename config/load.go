@@ -181,6 +181,7 @@ func parse(data []byte, getenv func(string) string) (*Config, error) {
 			Message: "holds more than one YAML document; keep a single document"})
 	}
 
+	decoded = append(decoded, pushFromEnv(&cfg, getenv)...)
 	applyDefaults(&cfg, idx.present)
 	problems := merge(decoded, cfg.validate(getenv))
 	for i := range problems {

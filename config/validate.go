@@ -102,6 +102,9 @@ func (c *Config) validate(getenv func(string) string) []Problem {
 	v.azureDevOps(c.AzureDevOps)
 	v.webhook(c.Webhook)
 	v.reconcile(c.Reconcile)
+	if c.Metrics.Push != nil {
+		v.push(c.Metrics.Push)
+	}
 	if len(c.Pools) == 0 {
 		v.add("pools", "at least one pool is required; add a pool under pools: with name, azure_pool, provider and agent.image")
 	}
@@ -164,20 +167,7 @@ func (v *validator) azureDevOps(a AzureDevOps) {
 	case a.TokenEnv != "":
 		v.env("azuredevops.token_env", a.TokenEnv, "a personal access token")
 	default:
-		e := a.Entra
-		if e.ClientID != "" && !guidRE.MatchString(e.ClientID) {
-			v.add("azuredevops.entra.client_id", "must be a GUID (the application or managed identity client id)")
-		}
-		if e.ClientSecretEnv != "" {
-			// A client secret is the service-principal flow, which names both.
-			if e.ClientID == "" {
-				v.add("azuredevops.entra.client_id", "required with client_secret_env: the application (client) id")
-			}
-			if e.TenantID == "" {
-				v.add("azuredevops.entra.tenant_id", "required with client_secret_env: the directory (tenant) id")
-			}
-			v.env("azuredevops.entra.client_secret_env", e.ClientSecretEnv, "the client secret")
-		}
+		v.azureIdentity("azuredevops.entra.", a.Entra)
 	}
 }
 

@@ -12,7 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/push"
 )
 
-// PushJob is the job label of every push to a Pushgateway.
+// PushJob is the job label of pushes to a Pushgateway unless
+// PushOptions.Job names another.
 const PushJob = "agentscaler"
 
 const (
@@ -22,15 +23,16 @@ const (
 	// deleteTimeout bounds the delete at the end of Run: shutdown must
 	// finish before the host kills the process.
 	deleteTimeout = 5 * time.Second
-	// pushGather is how long Run waits after a request before pushing, so
-	// that the other pools of the same pass are in the same push, and a
-	// stream of reconciles costs at most about one push a second.
-	pushGather = time.Second
+	// DefaultPushGather is how long Run waits after a request before
+	// pushing, unless PushOptions.Gather says otherwise: the other pools of
+	// the same pass are in the same push, and a stream of reconciles costs
+	// at most about one push a second.
+	DefaultPushGather = time.Second
 )
 
 // Pusher keeps one group on a Pushgateway current, for hosts that no scraper
-// reaches (serverless instances come and go). The group is
-// job="agentscaler", instance=<instance>; scrape the gateway with
+// reaches (serverless instances come and go). The group is job=<job>
+// (agentscaler unless set), instance=<instance>; scrape the gateway with
 // honor_labels: true so these labels survive.
 //
 // Reconciles ask for a push with Request, which never blocks; Run makes the
@@ -40,33 +42,52 @@ type Pusher struct {
 	m        *Metrics
 	url      string        // without credentials: fit for logs and errors
 	user     *url.Userinfo // basic auth, or nil
+	job      string
 	instance string
 	log      *slog.Logger
 	gather   time.Duration
 	kick     chan struct{} // holds one pending request; more collapse into it
 }
 
-// NewPusher returns a Pusher for the group of instance on the gateway at
-// pushURL. Credentials in the URL (https://user:pass@host) are sent as basic
-// auth and never appear in an error or a log. log receives push failures; nil
-// discards them. For a nil Metrics the Pusher pushes nothing.
-func (m *Metrics) NewPusher(pushURL, instance string, log *slog.Logger) (*Pusher, error) {
-	if instance == "" {
+// PushOptions says where a Pusher pushes.
+type PushOptions struct {
+	// URL is the gateway's base URL. Credentials in it
+	// (https://user:pass@host) are sent as basic auth and never appear in
+	// an error or a log.
+	URL      string
+	Job      string // the group's job label; "" is PushJob
+	Instance string // the group's instance label: this process's own name
+	// Gather is how long Run waits after a request before it pushes; 0 is
+	// DefaultPushGather.
+	Gather time.Duration
+	Log    *slog.Logger // receives push failures; nil discards them
+}
+
+// NewPusher returns a Pusher for the group o names. For a nil Metrics the
+// Pusher pushes nothing.
+func (m *Metrics) NewPusher(o PushOptions) (*Pusher, error) {
+	if o.Instance == "" {
 		return nil, errors.New("push metrics: the instance is empty; give each process its own name")
 	}
-	u, err := url.Parse(pushURL)
+	u, err := url.Parse(o.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		// url.Parse errors quote the input, which may hold a password.
 		return nil, errors.New("push metrics: the Pushgateway URL is not an absolute http(s) URL; write it like http://pushgateway:9091")
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Job == "" {
+		o.Job = PushJob
+	}
+	if o.Gather <= 0 {
+		o.Gather = DefaultPushGather
 	}
 	user := u.User
 	u.User = nil
 	return &Pusher{
-		m: m, url: u.String(), user: user, instance: instance,
-		log: log, gather: pushGather, kick: make(chan struct{}, 1),
+		m: m, url: u.String(), user: user, job: o.Job, instance: o.Instance,
+		log: o.Log, gather: o.Gather, kick: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -152,7 +173,7 @@ func (p *Pusher) Delete(ctx context.Context) error {
 
 // pusher builds the library's Pusher for one call, bound to ctx.
 func (p *Pusher) pusher(ctx context.Context) *push.Pusher {
-	pp := push.New(p.url, PushJob).
+	pp := push.New(p.url, p.job).
 		Gatherer(p.m.reg).
 		Grouping("instance", p.instance).
 		Client(ctxDoer{ctx: ctx, client: http.DefaultClient})

@@ -30,7 +30,7 @@ func gatewayPuts(t *testing.T, g *metricstest.Pushgateway) float64 {
 
 func newPusher(t *testing.T, m *Metrics, pushURL, instance string, log *slog.Logger) *Pusher {
 	t.Helper()
-	p, err := m.NewPusher(pushURL, instance, log)
+	p, err := m.NewPusher(PushOptions{URL: pushURL, Instance: instance, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,6 +96,33 @@ func TestPushToPushgateway(t *testing.T) {
 	// Deleting a group that is gone already is fine.
 	if err := p.Delete(ctx); err != nil {
 		t.Errorf("second delete: %v", err)
+	}
+}
+
+// TestPushJobAndGather: a Pusher given a job pushes its group under that
+// job label, on the real gateway, and keeps the gather it is given.
+func TestPushJobAndGather(t *testing.T) {
+	g := metricstest.StartPushgateway(t, false)
+	m := New("test")
+	m.SetWaitingJobs("linux", 5)
+	p, err := m.NewPusher(PushOptions{URL: g.URL, Job: "agentscaler-staging", Instance: "fn-1", Gather: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.gather != 3*time.Second {
+		t.Errorf("gather %v, want 3s", p.gather)
+	}
+	if err := p.Push(t.Context()); err != nil {
+		t.Fatalf("push: %v", err)
+	}
+	if v, ok := g.Value(t, "agentscaler_waiting_jobs", map[string]string{"job": "agentscaler-staging", "instance": "fn-1", "pool": "linux"}); !ok || v != 5 {
+		t.Errorf("waiting_jobs{job=agentscaler-staging} = %v (found %v), want 5", v, ok)
+	}
+	if v, ok := gatewayWaiting(t, g, "fn-1", "linux"); ok {
+		t.Errorf("waiting_jobs{job=%s} = %v: pushed under the default job too", PushJob, v)
+	}
+	if d := newPusher(t, m, g.URL, "fn-1", nil); d.job != PushJob || d.gather != DefaultPushGather {
+		t.Errorf("defaults: job %q, gather %v; want %q, %v", d.job, d.gather, PushJob, DefaultPushGather)
 	}
 }
 
@@ -167,7 +194,7 @@ func TestNewPusherRejectsBadInput(t *testing.T) {
 		{"ftp://127.0.0.1:9091", "fn-1", "http(s)"},
 		{"http://user:hunter2@[::1", "fn-1", "URL"},
 	} {
-		_, err := m.NewPusher(tc.url, tc.instance, nil)
+		_, err := m.NewPusher(PushOptions{URL: tc.url, Instance: tc.instance})
 		if err == nil {
 			t.Errorf("NewPusher(%q, %q) = nil error", tc.url, tc.instance)
 			continue
@@ -180,7 +207,7 @@ func TestNewPusherRejectsBadInput(t *testing.T) {
 		}
 	}
 	var nilM *Metrics
-	p, err := nilM.NewPusher("http://127.0.0.1:1", "fn-1", nil)
+	p, err := nilM.NewPusher(PushOptions{URL: "http://127.0.0.1:1", Instance: "fn-1"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,21 +2,19 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
-
 	"github.com/agentscaler/agentscaler/config"
 	"github.com/agentscaler/agentscaler/functions"
+	"github.com/agentscaler/agentscaler/internal/azcred"
 	"github.com/agentscaler/agentscaler/metrics"
 	"github.com/agentscaler/agentscaler/providers"
 	"github.com/agentscaler/agentscaler/providers/memory"
@@ -33,7 +31,7 @@ type app struct {
 	metrics *metrics.Metrics
 	auth    azuredevops.Authorizer
 	scaler  *scaler.Scaler
-	pusher  *metrics.Pusher // nil unless AGENTSCALER_PUSHGATEWAY_URL is set
+	pusher  *metrics.Pusher // nil unless metrics.push (or AGENTSCALER_PUSHGATEWAY_URL) is set
 }
 
 // deps lets tests and the demo hand in what would otherwise be built from
@@ -83,7 +81,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv fu
 	if err != nil {
 		return nil, err
 	}
-	if a.pusher, err = newPusher(a.metrics, getenv, log); err != nil {
+	if a.pusher, err = newPusher(a.metrics, cfg.Metrics.Push, getenv, log); err != nil {
 		return nil, err
 	}
 
@@ -121,62 +119,27 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv fu
 	return a, nil
 }
 
-// Push mode: environment variables, read in every configuration mode, since
-// a serverless host sets them next to its other settings.
-const (
-	envPushURL      = "AGENTSCALER_PUSHGATEWAY_URL"
-	envPushUsername = "AGENTSCALER_PUSHGATEWAY_USERNAME"
-	envPushPassword = "AGENTSCALER_PUSHGATEWAY_PASSWORD"
-	envPushInstance = "AGENTSCALER_PUSHGATEWAY_INSTANCE"
-)
-
-// newPusher returns the Pushgateway pusher the environment asks for, or nil
-// when AGENTSCALER_PUSHGATEWAY_URL is unset. Basic-auth credentials come
-// from their own variables or from the URL; neither is ever logged.
-func newPusher(m *metrics.Metrics, getenv func(string) string, log *slog.Logger) (*metrics.Pusher, error) {
-	raw := strings.TrimSpace(getenv(envPushURL))
-	if raw == "" {
+// newPusher returns the Pushgateway pusher of the validated push settings,
+// or nil when push mode is off. The password is read from the variable
+// password_env names; neither it nor credentials in the URL are ever logged.
+func newPusher(m *metrics.Metrics, c *config.Push, getenv func(string) string, log *slog.Logger) (*metrics.Pusher, error) {
+	if c == nil {
 		return nil, nil
 	}
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	u, err := url.Parse(c.URL)
+	if err != nil {
 		// Never repeat the value: it may hold a password.
-		return nil, fmt.Errorf("%s is not an absolute http(s) URL; set it to the Pushgateway's base URL, like http://pushgateway:9091", envPushURL)
+		return nil, errors.New("metrics.push.url: not a URL; set it to the Pushgateway's base URL, like http://pushgateway:9091")
 	}
-	user, pass := getenv(envPushUsername), getenv(envPushPassword)
-	switch {
-	case user != "":
-		u.User = url.UserPassword(user, pass)
-	case pass != "":
-		return nil, fmt.Errorf("%s is set but %s is empty; set both for basic auth", envPushPassword, envPushUsername)
+	if c.Username != "" {
+		u.User = url.UserPassword(c.Username, getenv(c.PasswordEnv))
 	}
-	instance, err := pushInstance(getenv)
+	p, err := m.NewPusher(metrics.PushOptions{URL: u.String(), Job: c.Job, Instance: c.Instance, Gather: c.Interval, Log: log})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("metrics.push: %w", err)
 	}
-	p, err := m.NewPusher(u.String(), instance, log)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", envPushURL, err)
-	}
-	log.Info("metrics push enabled", "pushgateway", p.String())
+	log.Info("metrics push enabled", "pushgateway", p.String(), "job", c.Job, "interval", c.Interval)
 	return p, nil
-}
-
-// pushInstance names this process in its Pushgateway group: the name given
-// in AGENTSCALER_PUSHGATEWAY_INSTANCE, else the id the host gives the
-// instance (Azure Functions and App Service, an AWS Lambda execution
-// environment), else the host name (a pod's name in Kubernetes).
-func pushInstance(getenv func(string) string) (string, error) {
-	for _, k := range []string{envPushInstance, "WEBSITE_INSTANCE_ID", "AWS_LAMBDA_LOG_STREAM_NAME"} {
-		if v := strings.TrimSpace(getenv(k)); v != "" {
-			return v, nil
-		}
-	}
-	h, err := os.Hostname()
-	if err != nil || h == "" {
-		return "", fmt.Errorf("%s: the host name is unknown (%v); set %s to a name for this instance", envPushURL, err, envPushInstance)
-	}
-	return h, nil
 }
 
 // provider returns the pool's provider: one handed in, or a new one built
@@ -203,51 +166,11 @@ func authorizer(c config.AzureDevOps, getenv func(string) string, log *slog.Logg
 		log.Info("Azure DevOps authentication", "method", "pat", "variable", c.TokenEnv)
 		return azuredevops.PAT(getenv(c.TokenEnv)), nil
 	}
-	e := c.Entra
-	if e.ClientSecretEnv != "" {
-		cred, err := azidentity.NewClientSecretCredential(e.TenantID, e.ClientID, getenv(e.ClientSecretEnv), nil)
-		if err != nil {
-			return nil, fmt.Errorf("azuredevops.entra: %w", err)
-		}
-		log.Info("Azure DevOps authentication", "method", "entra-client-secret", "client_id", e.ClientID, "tenant_id", e.TenantID)
-		return azuredevops.Entra(cred), nil
-	}
-	var cred azcore.TokenCredential
-	var err error
-	if e.ClientID == "" {
-		cred, err = azidentity.NewDefaultAzureCredential(&azidentity.DefaultAzureCredentialOptions{TenantID: e.TenantID})
-	} else {
-		// The default chain takes a client id only from AZURE_CLIENT_ID; a
-		// configured one selects the user-assigned or workload identity.
-		cred, err = identityChain(e.ClientID, e.TenantID, getenv)
-	}
+	cred, err := azcred.New("azuredevops.entra", c.Entra, getenv, log)
 	if err != nil {
-		return nil, fmt.Errorf("azuredevops.entra: %w", err)
+		return nil, err
 	}
-	log.Info("Azure DevOps authentication", "method", "entra-default-chain", "client_id", e.ClientID, "tenant_id", e.TenantID)
 	return azuredevops.Entra(cred), nil
-}
-
-// identityChain tries, in order, workload identity (when its token file is
-// set), the managed identity with that client id, and the Azure CLI.
-func identityChain(clientID, tenantID string, getenv func(string) string) (azcore.TokenCredential, error) {
-	var chain []azcore.TokenCredential
-	if getenv("AZURE_FEDERATED_TOKEN_FILE") != "" {
-		wi, err := azidentity.NewWorkloadIdentityCredential(&azidentity.WorkloadIdentityCredentialOptions{ClientID: clientID, TenantID: tenantID})
-		if err != nil {
-			return nil, err
-		}
-		chain = append(chain, wi)
-	}
-	mi, err := azidentity.NewManagedIdentityCredential(&azidentity.ManagedIdentityCredentialOptions{ID: azidentity.ClientID(clientID)})
-	if err != nil {
-		return nil, err
-	}
-	cli, err := azidentity.NewAzureCLICredential(&azidentity.AzureCLICredentialOptions{TenantID: tenantID})
-	if err != nil {
-		return nil, err
-	}
-	return azidentity.NewChainedTokenCredential(append(chain, mi, cli), nil)
 }
 
 // specFunc builds the agent environment (docs/architecture.md). The token

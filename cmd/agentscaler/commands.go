@@ -24,7 +24,7 @@ func cmdValidate(ctx context.Context, args []string, stdout, stderr io.Writer, g
 	if err != nil {
 		return err
 	}
-	pusher, err := newPusher(nil, getenv, slog.New(slog.DiscardHandler))
+	pusher, err := newPusher(nil, cfg.Metrics.Push, getenv, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/agentscaler/agentscaler/config"
 	"github.com/agentscaler/agentscaler/internal/demo/adoemu"
 	"github.com/agentscaler/agentscaler/internal/testenv/syncbuf"
 	"github.com/agentscaler/agentscaler/metrics/metricstest"
@@ -463,7 +464,7 @@ func TestLambdaPushes(t *testing.T) {
 	emu.QueueJob("Default", adoemu.Job{Demands: []string{"docker"}})
 	emu.QueueJob("Default", adoemu.Job{Demands: []string{"docker"}})
 	api := newRuntimeAPI(t)
-	env := append(lambdaEnv(api, writeConfig(t, emu.OrgURL(), "")), envPushURL+"="+g.URL, envPushInstance+"=lambda-1")
+	env := append(lambdaEnv(api, writeConfig(t, emu.OrgURL(), "")), config.EnvPushURL+"="+g.URL, config.EnvPushInstance+"=lambda-1")
 	p := startProcess(t, buildBinary(t, packageTags), env)
 	api.mu.Lock()
 	api.proc = p.cmd.Process

@@ -210,10 +210,10 @@ func TestPushModeThroughServe(t *testing.T) {
 	emu.QueueJob("Default", adoemu.Job{Demands: []string{"docker"}})
 	const instance = "fn-test-1"
 	s := serveWithEnv(t, emu, map[string]string{
-		envPushURL:      g.URL,
-		envPushUsername: metricstest.GatewayUser,
-		envPushPassword: metricstest.GatewayPassword,
-		envPushInstance: instance,
+		config.EnvPushURL:      g.URL,
+		config.EnvPushUsername: metricstest.GatewayUser,
+		config.EnvPushPassword: metricstest.GatewayPassword,
+		config.EnvPushInstance: instance,
 	})
 	group := map[string]string{"job": metrics.PushJob, "instance": instance, "pool": "linux"}
 
@@ -265,7 +265,7 @@ func TestPushNeverHoldsReconcile(t *testing.T) {
 	t.Cleanup(func() { _ = gateway.Close() })
 
 	emu := startEmulator(t, adoemu.Options{})
-	s := serveWithEnv(t, emu, map[string]string{envPushURL: "http://" + ln.Addr().String(), envPushInstance: "fn-test-2"})
+	s := serveWithEnv(t, emu, map[string]string{config.EnvPushURL: "http://" + ln.Addr().String(), config.EnvPushInstance: "fn-test-2"})
 	select {
 	case <-arrived: // the push after serve's first reconcile, now hanging
 	case <-time.After(metricstest.Wait):
@@ -307,9 +307,9 @@ func TestPushSettingsValidated(t *testing.T) {
 		env  map[string]string
 		want []string
 	}{
-		{"not a URL", map[string]string{envPushURL: "pushgateway:9091/" + secret}, []string{envPushURL, "http://pushgateway:9091"}},
-		{"not http", map[string]string{envPushURL: "ftp://u:" + secret + "@pushgateway:9091"}, []string{envPushURL}},
-		{"password alone", map[string]string{envPushURL: "http://pushgateway:9091", envPushPassword: secret}, []string{envPushPassword, envPushUsername}},
+		{"not a URL", map[string]string{config.EnvPushURL: "pushgateway:9091/" + secret}, []string{config.EnvPushURL, "http://pushgateway:9091"}},
+		{"not http", map[string]string{config.EnvPushURL: "ftp://u:" + secret + "@pushgateway:9091"}, []string{config.EnvPushURL}},
+		{"password alone", map[string]string{config.EnvPushURL: "http://pushgateway:9091", config.EnvPushPassword: secret}, []string{config.EnvPushPassword, config.EnvPushUsername}},
 	} {
 		_, err := validate(tc.env)
 		if err == nil {
@@ -325,7 +325,7 @@ func TestPushSettingsValidated(t *testing.T) {
 			t.Errorf("%s: the error repeats the secret: %v", tc.name, err)
 		}
 	}
-	out, err := validate(map[string]string{envPushURL: "https://pushgateway.example:9091", envPushUsername: "pusher", envPushPassword: secret, envPushInstance: "fn-1"})
+	out, err := validate(map[string]string{config.EnvPushURL: "https://pushgateway.example:9091", config.EnvPushUsername: "pusher", config.EnvPushPassword: secret, config.EnvPushInstance: "fn-1"})
 	if err != nil {
 		t.Fatalf("validate refused good push settings: %v", err)
 	}
@@ -344,7 +344,7 @@ func TestReconcileCommandPushes(t *testing.T) {
 		emu.QueueJob("Default", adoemu.Job{Demands: []string{"docker"}})
 	}
 	path := writeConfig(t, emu.OrgURL(), "")
-	env := map[string]string{envPushURL: g.URL, envPushInstance: "cron-1"}
+	env := map[string]string{config.EnvPushURL: g.URL, config.EnvPushInstance: "cron-1"}
 	getenv := func(k string) string {
 		if v, ok := env[k]; ok {
 			return v

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -167,9 +168,10 @@ func simPool(ctx context.Context, path, name string, getenv func(string) string,
 		}, interval, nil
 	}
 	// A simulation reads no secret: the variables the file names need not
-	// be set, only the file be right.
+	// be set, only the file be right. Push mode's variables are settings,
+	// read as they are.
 	cfg, err := config.LoadContext(ctx, path, func(k string) string {
-		if v := getenv(k); v != "" {
+		if v := getenv(k); v != "" || slices.Contains(config.PushEnv, k) {
 			return v
 		}
 		return "not-read-by-simulate"
