@@ -11,6 +11,11 @@ import (
 	"time"
 )
 
+// The CI systems, as a pool's source setting and events name them.
+const (
+	AzureDevOps = "azuredevops"
+)
+
 // Job is an unfinished job of the pool.
 type Job struct {
 	ID int64 // the source's id for the job; it names the agent made for it
@@ -84,4 +89,14 @@ func (n Naming) SlotName(pool string, slot int) string {
 func (n Naming) Own(pool string) func(string) bool {
 	re := regexp.MustCompile(`^` + regexp.QuoteMeta(pool) + `-[` + regexp.QuoteMeta(n.Job) + `w][0-9]+$`)
 	return re.MatchString
+}
+
+// Event is what a source's hook tells the scaler about a job: which CI
+// system it comes from (only that system's pools are concerned), the ref
+// the system names the job by, when known, and the pools that can serve
+// it, when the source knows (empty: every pool of the system).
+type Event struct {
+	System string
+	Ref    string
+	Pools  []string
 }

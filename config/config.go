@@ -8,7 +8,11 @@
 // secrets or passwords. Durations are written with a unit (90s, 5m, 6h).
 package config
 
-import "time"
+import (
+	"time"
+
+	"github.com/agentscaler/agentscaler/ci"
+)
 
 // Config is the whole configuration.
 type Config struct {
@@ -60,11 +64,22 @@ type Reconcile struct {
 	CallTimeout time.Duration `yaml:"call_timeout"` // per provider or Azure DevOps call (30s)
 }
 
+// System is the pool's CI system: its source, azuredevops when none is set.
+func (p Pool) System() string {
+	if p.Source == "" {
+		return ci.AzureDevOps
+	}
+	return p.Source
+}
+
 // Pool is one autoscaled agent pool.
 type Pool struct {
-	Name           string            `yaml:"name"`       // our key and the agent name prefix
-	AzurePool      string            `yaml:"azure_pool"` // the Azure DevOps agent pool
-	Provider       string            `yaml:"provider"`   // docker | aci | kubernetes | memory
+	Name      string `yaml:"name"`       // our key and the agent name prefix
+	AzurePool string `yaml:"azure_pool"` // the Azure DevOps agent pool
+	Provider  string `yaml:"provider"`   // docker | aci | kubernetes | memory
+	// Source is the CI system whose jobs the pool serves: azuredevops
+	// (the default; see System).
+	Source         string            `yaml:"source"`
 	MaxAgents      int               `yaml:"max_agents"`
 	MinIdle        int               `yaml:"min_idle"`
 	StartupTimeout time.Duration     `yaml:"startup_timeout"`

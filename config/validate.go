@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentscaler/agentscaler/ci"
 	"github.com/agentscaler/agentscaler/providers"
 )
 
@@ -51,6 +52,11 @@ func (c *Config) Validate(getenv func(string) string) error {
 	return nil
 }
 
+// Uses reports whether a pool serves the CI system source.
+func (c *Config) Uses(source string) bool {
+	return slices.ContainsFunc(c.Pools, func(p Pool) bool { return p.System() == source })
+}
+
 // Pool returns the pool with the given name.
 func (c *Config) Pool(name string) (Pool, bool) {
 	for _, p := range c.Pools {
@@ -74,6 +80,7 @@ var (
 	dnsLabelRE    = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	dnsSubdomRE   = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$`)
 	providerNames = []string{"docker", "aci", "kubernetes", "memory"}
+	sourceNames   = []string{ci.AzureDevOps}
 	pullPolicies  = []string{"always", "missing", "never"}
 	osTypes       = []string{"Linux", "Windows"}
 	secretEnvKeys = []string{"TOKEN", "SECRET", "PASSWORD"}
@@ -99,8 +106,10 @@ func (v *validator) add(key, format string, args ...any) {
 
 func (c *Config) validate(getenv func(string) string) []Problem {
 	v := &validator{getenv: getenv}
-	v.azureDevOps(c.AzureDevOps)
-	v.webhook(c.Webhook)
+	if len(c.Pools) == 0 || c.Uses(ci.AzureDevOps) {
+		v.azureDevOps(c.AzureDevOps)
+		v.webhook(c.Webhook)
+	}
 	v.reconcile(c.Reconcile)
 	if c.Metrics.Push != nil {
 		v.push(c.Metrics.Push)
@@ -115,7 +124,7 @@ func (c *Config) validate(getenv func(string) string) []Problem {
 		v.pool(key, p)
 		// Each pool starts an agent for every job it can serve, so two on
 		// one Azure DevOps pool (whose names ignore case) start two per job.
-		if azure := strings.ToLower(strings.TrimSpace(p.AzurePool)); azure != "" {
+		if azure := strings.ToLower(strings.TrimSpace(p.AzurePool)); azure != "" && p.System() == ci.AzureDevOps {
 			if j, dup := azureUse[azure]; dup {
 				v.add(key+".azure_pool", "%q is also the Azure DevOps pool of pools[%d]; pools %q and %q would each start an agent for every job queued there, two agents per job: give each its own Azure DevOps pool, or make them one pool",
 					p.AzurePool, j, c.Pools[j].Name, p.Name)
@@ -329,7 +338,8 @@ func (v *validator) reconcile(r Reconcile) {
 
 func (v *validator) pool(key string, p Pool) {
 	v.policy(key, p)
-	if p.AzurePool == "" {
+	v.oneOf(key+".source", p.System(), sourceNames)
+	if p.AzurePool == "" && p.System() == ci.AzureDevOps {
 		v.add(key+".azure_pool", "required: the name of the Azure DevOps agent pool")
 	}
 	v.oneOf(key+".provider", p.Provider, providerNames)

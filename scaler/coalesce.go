@@ -3,6 +3,8 @@ package scaler
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/agentscaler/agentscaler/ci"
@@ -81,13 +83,13 @@ func createsToRetry(res Result) bool {
 // hold is how long after the last run the next may start: the minimum gap
 // when it trails a run (triggers came in while that one ran), the source's
 // pace, or longer while reconciles fail.
-func (s *Scaler) hold(trailing bool, fails int) time.Duration {
+func (s *Scaler) hold(pool string, trailing bool, fails int) time.Duration {
 	var d time.Duration
 	if trailing {
 		d = s.opt.MinGap
 	}
-	if s.opt.Pace != nil {
-		d = max(d, s.opt.Pace())
+	if p := s.pools[pool]; p != nil && p.Pace != nil {
+		d = max(d, p.Pace())
 	}
 	if fails > 0 {
 		most := failureBackoffMax
@@ -104,35 +106,51 @@ type run struct {
 	err  error         // set before done is closed
 }
 
-// JobWaiting is the event of a job queued, with the ref its source's
-// events name it by, when known. Every pool is reconciled: a pool whose last
-// observation did not list the job at once, one that did only after the
-// minimum gap, since the event tells it nothing new (in a flood of service
-// hooks, most arrive after a pass already saw their job).
-func (s *Scaler) JobWaiting(ref string) {
-	for _, p := range s.order {
+// JobWaiting is the event of a job queued. The pools it concerns are
+// reconciled: a pool whose last observation did not list the job at once,
+// one that did only after the minimum gap, since the event tells it nothing
+// new (in a flood of service hooks, most arrive after a pass already saw
+// their job).
+func (s *Scaler) JobWaiting(e ci.Event) {
+	for _, p := range s.concerned(e) {
 		s.mu.Lock()
-		known := ref != "" && s.seen[p][ref]
+		known := e.Ref != "" && s.seen[p][e.Ref]
 		s.mu.Unlock()
 		s.start(p, !known)
 	}
 }
 
-// JobCompleted is the event of a job that ended: every pool is tidied up
-// after the minimum gap, and looked at again Options.Recheck later, when
-// the single-use agent that ran it has exited (its container runs on for a
-// moment after it unregisters).
-func (s *Scaler) JobCompleted() {
-	s.Tick()
-	s.lookAgain(s.opt.Recheck)
+// JobCompleted is the event of a job that ended: the pools it concerns are
+// tidied up after the minimum gap, and looked at again Options.Recheck
+// later, when the single-use agent that ran it has exited (its container
+// runs on for a moment after it unregisters).
+func (s *Scaler) JobCompleted(e ci.Event) {
+	pools := s.concerned(e)
+	s.Tick(pools...)
+	s.lookAgain(s.opt.Recheck, pools)
 }
 
-// Tick is the timer's event, and the tidying after a job ended: every pool
-// is reconciled, after the minimum gap if a pass of it is in progress.
-func (s *Scaler) Tick() {
-	for _, p := range s.order {
+// Tick is the timer's event, and the tidying after a job ended: the pools
+// named, or every pool, are reconciled, after the minimum gap if a pass of
+// one is in progress.
+func (s *Scaler) Tick(pools ...string) {
+	if len(pools) == 0 {
+		pools = s.order
+	}
+	for _, p := range pools {
 		s.start(p, false)
 	}
+}
+
+// concerned returns the pools an event is about, in configuration order.
+func (s *Scaler) concerned(e ci.Event) []string {
+	var out []string
+	for _, p := range s.order {
+		if (e.System == "" || s.pools[p].System == e.System) && (len(e.Pools) == 0 || slices.Contains(e.Pools, p)) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // noteJobs records the job refs a pool's observation listed.
@@ -148,20 +166,26 @@ func (s *Scaler) noteJobs(pool string, jobs []ci.Job) {
 	s.mu.Unlock()
 }
 
-// lookAgain asks for one more reconcile of every pool after d, once
-// however often it is called in the meantime.
-func (s *Scaler) lookAgain(d time.Duration) {
+// lookAgain asks for one more reconcile of the pools after d, once however
+// often it is called in the meantime: the pools asked for meanwhile join it.
+func (s *Scaler) lookAgain(d time.Duration, pools []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for _, p := range pools {
+		s.again[p] = true
+	}
 	if s.soon {
 		return
 	}
 	s.soon = true
 	s.soonStop = s.clock.AfterFunc(d, func() {
 		s.mu.Lock()
+		pools := slices.Collect(maps.Keys(s.again))
+		clear(s.again)
 		s.soon = false
 		s.mu.Unlock()
-		s.Tick()
+		slices.SortFunc(pools, func(a, b string) int { return slices.Index(s.order, a) - slices.Index(s.order, b) })
+		s.Tick(pools...)
 	})
 }
 
@@ -203,11 +227,11 @@ func (s *Scaler) logOutcome(pool string, f *flight, err error) {
 	case err == nil:
 	case err.Error() == f.lastErr:
 		f.fails++
-		s.log.Debug("reconcile failed again", "pool", pool, "failed_in_a_row", f.fails, "next_in", s.hold(false, f.fails), "error", err)
+		s.log.Debug("reconcile failed again", "pool", pool, "failed_in_a_row", f.fails, "next_in", s.hold(pool, false, f.fails), "error", err)
 	default:
 		f.fails++
 		f.lastErr = err.Error()
-		s.log.Warn("reconcile failed", "pool", pool, "failed_in_a_row", f.fails, "next_in", s.hold(false, f.fails), "error", err)
+		s.log.Warn("reconcile failed", "pool", pool, "failed_in_a_row", f.fails, "next_in", s.hold(pool, false, f.fails), "error", err)
 	}
 }
 
@@ -347,7 +371,7 @@ func (s *Scaler) schedule(pool string, f *flight) {
 		f.stop = nil
 	}
 	f.gen++
-	wait := f.ended.Add(s.hold(f.trailing && !f.urgent, f.fails)).Sub(s.clock.Now())
+	wait := f.ended.Add(s.hold(pool, f.trailing && !f.urgent, f.fails)).Sub(s.clock.Now())
 	if wait <= 0 || s.stopped() {
 		f.started, f.urgent = true, false
 		s.busy++

@@ -5,12 +5,12 @@ import (
 	"github.com/agentscaler/agentscaler/config"
 )
 
-// PolicyFor is the plan's policy for a configured pool, the one mapping
-// serve, reconcile, demo and simulate share. Every pool keeps a placeholder
-// agent registered.
-func PolicyFor(pc config.Pool) Policy {
+// PolicyFor is the plan's policy for a configured pool whose source names
+// instances by naming, the one mapping serve, reconcile, demo and simulate
+// share. Every pool keeps a placeholder agent registered.
+func PolicyFor(pc config.Pool, naming ci.Naming) Policy {
 	return Policy{
-		Pool: pc.Name, Naming: ci.Requests, MaxAgents: pc.MaxAgents, MinIdle: pc.MinIdle,
+		Pool: pc.Name, Naming: naming, MaxAgents: pc.MaxAgents, MinIdle: pc.MinIdle,
 		StartupTimeout: pc.StartupTimeout, MaxLifetime: pc.MaxLifetime, FailureBackoff: pc.FailureBackoff,
 		Placeholder: true,
 	}

@@ -39,9 +39,17 @@ type Source interface {
 // what starts its agents.
 type Pool struct {
 	Policy
+	// System names the CI system of Source (azuredevops, bitbucket,
+	// github): events concern the pools of their system.
+	System       string
 	Source       Source
 	Provider     providers.Provider
 	ProviderName string // for metrics and logs
+	// Pace, when set, is the least time between the end of one reconcile of
+	// the pool and the start of the next, asked before each run: the source
+	// slows passes as its rate-limit budget runs low. Triggers in the
+	// meantime coalesce. Keep it short (seconds): Wait waits it out.
+	Pace func() time.Duration
 	// Spec returns the agent spec for an instance name: image, resources,
 	// environment and secrets. The scaler fills in name, pool, request, slot.
 	Spec func(ctx context.Context) (providers.AgentSpec, error)
@@ -76,11 +84,6 @@ type Options struct {
 	// pool failing through an outage is looked at again within one interval
 	// of its end, as the timer promises.
 	MaxBackoff time.Duration
-	// Pace, when set, is the least time between the end of one reconcile of
-	// a pool and the start of the next, asked before each run: the source
-	// slows passes as its rate-limit budget runs low. Triggers in the
-	// meantime coalesce. Keep it short (seconds): Wait waits it out.
-	Pace func() time.Duration
 	// AfterReconcile, when set, is called at the end of every reconcile of a
 	// pool, whatever its outcome, on the reconcile's goroutine, so it must
 	// return at once: hand slow work (a metrics push) to another goroutine.
@@ -98,10 +101,11 @@ type Scaler struct {
 	quit     chan struct{}              // closed by Stop: runs are no longer held back, nor started
 	seen     map[string]map[string]bool // by pool: the job ids its last observation listed
 	stop     sync.Once
-	soon     bool        // a lookAgain is pending
-	soonStop func() bool // cancels its timer
-	busy     int         // runs in progress
-	idle     *sync.Cond  // on mu: signalled when a run ends
+	soon     bool            // a lookAgain is pending
+	again    map[string]bool // the pools it will tick
+	soonStop func() bool     // cancels its timer
+	busy     int             // runs in progress
+	idle     *sync.Cond      // on mu: signalled when a run ends
 	clock    Clock
 	life     *lifecycle
 }
@@ -134,7 +138,7 @@ func New(opt Options) *Scaler {
 	if opt.Recheck <= 0 {
 		opt.Recheck = DefaultRecheck
 	}
-	s := &Scaler{opt: opt, pools: map[string]*Pool{}, log: opt.Logger, flight: map[string]*flight{}, quit: make(chan struct{}), seen: map[string]map[string]bool{}, clock: opt.Clock, life: newLifecycle()}
+	s := &Scaler{opt: opt, pools: map[string]*Pool{}, log: opt.Logger, flight: map[string]*flight{}, quit: make(chan struct{}), seen: map[string]map[string]bool{}, again: map[string]bool{}, clock: opt.Clock, life: newLifecycle()}
 	s.idle = sync.NewCond(&s.mu)
 	for i := range opt.Pools {
 		p := &opt.Pools[i]

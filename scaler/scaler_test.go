@@ -85,7 +85,7 @@ func TestTriggersCoalesce(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 1000 {
 		wg.Add(1)
-		go func() { defer wg.Done(); f.s.JobWaiting("") }()
+		go func() { defer wg.Done(); f.s.JobWaiting(ci.Event{}) }()
 	}
 	wg.Wait()
 	f.s.Wait()
@@ -308,12 +308,12 @@ func TestAfterReconcileEveryOutcome(t *testing.T) {
 func TestWaitIdleWhileTriggered(t *testing.T) {
 	f := newFixture(t, adoemu.Options{Latency: map[string]time.Duration{adoemu.EndpointJobRequests: 100 * time.Millisecond}}, func(p *Policy) { p.MaxAgents = 50 })
 	f.emu.QueueJob("Default", adoemu.Job{Demands: []string{"docker"}})
-	f.s.JobWaiting("")
+	f.s.JobWaiting(ci.Event{})
 	// Once the run is reading job requests, a trigger queues a trailing run.
 	for f.emu.Calls()[adoemu.EndpointJobRequests] == 0 {
 		time.Sleep(time.Millisecond)
 	}
-	f.s.JobWaiting("")
+	f.s.JobWaiting(ci.Event{})
 	if err := f.s.WaitIdle(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +325,7 @@ func TestWaitIdleWhileTriggered(t *testing.T) {
 	}
 
 	// A run takes at least the 100ms read: a shorter context gives up.
-	f.s.JobWaiting("")
+	f.s.JobWaiting(ci.Event{})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	err := f.s.WaitIdle(ctx)
 	cancel()
@@ -346,7 +346,7 @@ func TestWaitIdleWhileTriggered(t *testing.T) {
 			case <-stop:
 				return
 			default:
-				f.s.JobWaiting("")
+				f.s.JobWaiting(ci.Event{})
 				time.Sleep(5 * time.Millisecond)
 			}
 		}
@@ -380,13 +380,13 @@ func TestLookAgain(t *testing.T) {
 		}
 	}
 	for range 10 {
-		f.s.lookAgain(200 * time.Millisecond)
+		f.s.lookAgain(200*time.Millisecond, []string{"linux"})
 	}
 	waitReads(1)
 	if got := reads(); got != 1 {
 		t.Errorf("10 calls while one was pending made %d reconciles, want 1", got)
 	}
-	f.s.lookAgain(10 * time.Millisecond)
+	f.s.lookAgain(10*time.Millisecond, []string{"linux"})
 	waitReads(2)
 }
 
@@ -473,13 +473,13 @@ func TestPaceHoldsTheNextRun(t *testing.T) {
 	f := newFixture(t, adoemu.Options{}, nil)
 	var mu sync.Mutex
 	var ends []time.Time
-	f.s.opt.Pace = func() time.Duration { return pace }
+	f.s.pools["linux"].Pace = func() time.Duration { return pace }
 	f.s.opt.AfterReconcile = func() { mu.Lock(); ends = append(ends, time.Now()); mu.Unlock() }
 	if err := f.s.Run(context.Background(), "linux"); err != nil {
 		t.Fatal(err)
 	}
 	for range 100 {
-		f.s.JobWaiting("")
+		f.s.JobWaiting(ci.Event{})
 	}
 	if err := f.s.WaitIdle(context.Background()); err != nil {
 		t.Fatal(err)
@@ -566,13 +566,13 @@ func TestHold(t *testing.T) {
 		{false, 0, 100, failureBackoffMax},
 	}
 	for _, tc := range tests {
-		s := New(Options{MinGap: gap, Pace: func() time.Duration { return tc.pace }})
-		if got := s.hold(tc.trailing, tc.fails); got != tc.want {
+		s := New(Options{MinGap: gap, Pools: []Pool{{Policy: Policy{Pool: "linux"}, Pace: func() time.Duration { return tc.pace }}}})
+		if got := s.hold("linux", tc.trailing, tc.fails); got != tc.want {
 			t.Errorf("trailing %v, pace %s, %d failures: hold %s, want %s", tc.trailing, tc.pace, tc.fails, got, tc.want)
 		}
 	}
 	// The backoff never outgrows the timer interval serve gives as its cap.
-	if got := New(Options{MaxBackoff: 2 * time.Second}).hold(false, 100); got != 2*time.Second {
+	if got := New(Options{MaxBackoff: 2 * time.Second}).hold("linux", false, 100); got != 2*time.Second {
 		t.Errorf("hold after 100 failures with a 2 s cap: %s", got)
 	}
 }
@@ -597,7 +597,7 @@ func TestJobWaitingUrgency(t *testing.T) {
 	for reads() < 2 {
 		time.Sleep(time.Millisecond)
 	}
-	f.s.JobWaiting(seen)
+	f.s.JobWaiting(ci.Event{Ref: seen})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	err := f.s.WaitIdle(ctx)
 	cancel()
@@ -605,7 +605,7 @@ func TestJobWaitingUrgency(t *testing.T) {
 		t.Fatalf("the event of a known job: WaitIdle %v after %d reads, want the trailing run held back after 2", err, reads())
 	}
 	// The event of a job no pass has seen lifts the gap.
-	f.s.JobWaiting("6f1c2b0e-0000-4000-8000-00000000abcd")
+	f.s.JobWaiting(ci.Event{Ref: "6f1c2b0e-0000-4000-8000-00000000abcd"})
 	if err := f.s.WaitIdle(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -623,11 +623,11 @@ func TestNothingStartsAfterStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.s.opt.Recheck = time.Millisecond
-	f.s.JobCompleted() // its second look is due while we stop
+	f.s.JobCompleted(ci.Event{}) // its second look is due while we stop
 	f.s.Stop()
 	reads := f.emu.Calls()[adoemu.EndpointJobRequests]
-	f.s.JobWaiting("")
-	f.s.JobWaiting("")
+	f.s.JobWaiting(ci.Event{})
+	f.s.JobWaiting(ci.Event{})
 	if err := f.s.Run(context.Background(), "linux"); !errors.Is(err, ErrStopped) {
 		t.Errorf("Run after Stop: %v, want ErrStopped", err)
 	}
@@ -666,7 +666,7 @@ func TestCreateOfUnknownOutcomeIsPlannedAgain(t *testing.T) {
 	prov := &lostAnswerProvider{Provider: f.mem, calls: map[string]int{}}
 	f.s.pools["linux"].Provider = prov
 	id := f.emu.QueueJob("Default", adoemu.Job{Demands: []string{"docker"}})
-	f.s.JobWaiting("")
+	f.s.JobWaiting(ci.Event{})
 	if err := f.s.WaitIdle(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -721,7 +721,7 @@ func TestEventsOnVirtualTime(t *testing.T) {
 		}
 	}
 
-	f.s.JobCompleted()
+	f.s.JobCompleted(ci.Event{})
 	want(0)
 	clock.Advance(DefaultRecheck - time.Millisecond)
 	want(0)
@@ -731,10 +731,35 @@ func TestEventsOnVirtualTime(t *testing.T) {
 	mu.Lock()
 	nested = true
 	mu.Unlock()
-	f.s.JobWaiting("")
+	f.s.JobWaiting(ci.Event{})
 	want(0, DefaultRecheck, DefaultRecheck)
 	clock.Advance(DefaultMinGap - time.Millisecond)
 	want(0, DefaultRecheck, DefaultRecheck)
 	clock.Advance(time.Millisecond)
 	want(0, DefaultRecheck, DefaultRecheck, DefaultRecheck+DefaultMinGap)
+}
+
+// TestEventsConcernTheirPools: an event reaches the pools of its CI system,
+// and of those only the ones it names, when it names any.
+func TestEventsConcernTheirPools(t *testing.T) {
+	s := New(Options{Pools: []Pool{
+		{Policy: Policy{Pool: "ado-linux"}, System: "azuredevops"},
+		{Policy: Policy{Pool: "gh-linux"}, System: "github"},
+		{Policy: Policy{Pool: "gh-arm"}, System: "github"},
+	}})
+	for _, tc := range []struct {
+		e    ci.Event
+		want []string
+	}{
+		{ci.Event{System: "azuredevops"}, []string{"ado-linux"}},
+		{ci.Event{System: "github"}, []string{"gh-linux", "gh-arm"}},
+		{ci.Event{System: "github", Pools: []string{"gh-arm"}}, []string{"gh-arm"}},
+		{ci.Event{System: "github", Pools: []string{"ado-linux"}}, nil},
+		{ci.Event{System: "bitbucket"}, nil},
+		{ci.Event{}, []string{"ado-linux", "gh-linux", "gh-arm"}},
+	} {
+		if got := s.concerned(tc.e); !slices.Equal(got, tc.want) {
+			t.Errorf("%+v concerns %v, want %v", tc.e, got, tc.want)
+		}
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentscaler/agentscaler/ci"
 	"github.com/agentscaler/agentscaler/internal/demo/adoemu"
 	"github.com/agentscaler/agentscaler/sources/azuredevops"
 )
@@ -30,23 +31,23 @@ func (l *eventLog) add(s string) {
 	l.got = append(l.got, s)
 }
 
-func (l *eventLog) JobWaiting(ref string) {
-	l.add("waiting " + l.ref(ref))
+func (l *eventLog) JobWaiting(e ci.Event) {
+	l.add(e.System + " waiting " + l.ref(e.Ref))
 	if l.inner != nil {
-		l.inner.JobWaiting(ref)
+		l.inner.JobWaiting(e)
 	}
 }
 
-func (l *eventLog) JobCompleted() {
-	l.add("completed")
+func (l *eventLog) JobCompleted(e ci.Event) {
+	l.add(e.System + " completed")
 	if l.inner != nil {
-		l.inner.JobCompleted()
+		l.inner.JobCompleted(e)
 	}
 }
 
-func (l *eventLog) Tick() {
+func (l *eventLog) Tick(pools ...string) {
 	if l.inner != nil {
-		l.inner.Tick()
+		l.inner.Tick(pools...)
 	}
 }
 
@@ -127,7 +128,7 @@ func TestSimulatedHooksAreServes(t *testing.T) {
 		settle()
 	}
 
-	want := []string{"waiting 0", "waiting 1", "waiting 2", "completed", "completed", "completed"}
+	want := []string{"azuredevops waiting 0", "azuredevops waiting 1", "azuredevops waiting 2", "azuredevops completed", "azuredevops completed", "azuredevops completed"}
 	if !slices.Equal(serve.got, want) {
 		t.Errorf("serve's handler told the scaler %q, want %q", serve.got, want)
 	}

@@ -28,6 +28,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/agentscaler/agentscaler/ci"
 	"github.com/agentscaler/agentscaler/config"
 	"github.com/agentscaler/agentscaler/internal/fakeclock"
 	"github.com/agentscaler/agentscaler/providers"
@@ -150,7 +151,7 @@ type instance struct {
 // listener is what serve's hooks and timer tell the scaler.
 type listener interface {
 	azuredevops.Scaler
-	Tick()
+	Tick(pools ...string)
 }
 
 type engine struct {
@@ -210,7 +211,8 @@ func newEngine(jobs []Job, pol Policy, opt Options) *engine {
 	p := opt.Pool
 	e.sc = scaler.New(scaler.Options{
 		Pools: []scaler.Pool{{
-			Policy:       scaler.PolicyFor(p),
+			Policy:       scaler.PolicyFor(p, ci.Requests),
+			System:       ci.AzureDevOps,
 			Source:       azuredevops.NewSource(e.ado, p.AzurePool, p.Capabilities, p.AgentVersion),
 			Provider:     e.rec,
 			ProviderName: "memory",

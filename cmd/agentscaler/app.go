@@ -12,9 +12,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentscaler/agentscaler/ci"
 	"github.com/agentscaler/agentscaler/config"
 	"github.com/agentscaler/agentscaler/functions"
-	"github.com/agentscaler/agentscaler/internal/azcred"
 	"github.com/agentscaler/agentscaler/metrics"
 	"github.com/agentscaler/agentscaler/providers"
 	"github.com/agentscaler/agentscaler/providers/memory"
@@ -22,14 +22,15 @@ import (
 	"github.com/agentscaler/agentscaler/sources/azuredevops"
 )
 
-// app is the wired autoscaler: configuration, Azure DevOps client,
-// providers, scaler and metrics.
+// app is the wired autoscaler: configuration, CI systems, providers, scaler
+// and metrics.
 type app struct {
 	cfg     *config.Config
 	getenv  func(string) string
 	log     *slog.Logger
 	metrics *metrics.Metrics
-	auth    azuredevops.Authorizer
+	deps    deps
+	hooks   map[string]http.Handler // each CI system's webhook, by route name
 	scaler  *scaler.Scaler
 	pusher  *metrics.Pusher // nil unless metrics.push (or AGENTSCALER_PUSHGATEWAY_URL) is set
 }
@@ -40,6 +41,27 @@ type deps struct {
 	providers map[string]providers.Provider // by provider name, shared by the pools that name it
 	auth      azuredevops.Authorizer
 }
+
+// ciSystem is one CI system as the app wires it: the scaler's view of each
+// of its pools, and the route its events come in by.
+type ciSystem interface {
+	pool(pc config.Pool) (poolSource, error)
+	// hook is the system's webhook handler, nil when it sends none.
+	hook() http.Handler
+}
+
+// poolSource is what a pool's CI system gives the scaler.
+type poolSource struct {
+	source scaler.Source
+	naming ci.Naming
+	pace   func() time.Duration // nil: no pace
+	// spec returns the agent spec: image, resources, environment, secrets.
+	spec func(ctx context.Context) (providers.AgentSpec, error)
+}
+
+// systemFactories holds the CI systems compiled into this build, by the
+// name pools give in `source:`; each adds itself from its own file.
+var systemFactories = map[string]func(ctx context.Context, a *app) (ciSystem, error){}
 
 // providerEnv is what a provider factory may use beyond its pool's settings.
 type providerEnv struct {
@@ -60,45 +82,38 @@ var providerFactories = map[string]providerFactory{
 }
 
 func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv func(string) string, d deps) (*app, error) {
-	a := &app{cfg: cfg, getenv: getenv, log: log, metrics: metrics.New(version)}
-	a.auth = d.auth
-	if a.auth == nil {
-		var err error
-		if a.auth, err = authorizer(cfg.AzureDevOps, getenv, log); err != nil {
-			return nil, err
-		}
-	}
-	client, err := azuredevops.NewClient(cfg.AzureDevOps.URL, a.auth, azuredevops.Options{
-		CallTimeout:            cfg.Reconcile.CallTimeout,
-		JobRequestsPageSize:    cfg.AzureDevOps.PageSize,
-		JobRequestsMaxPages:    cfg.AzureDevOps.MaxPages,
-		Observe:                a.metrics.AzureDevOpsRequest,
-		ObserveJobRequestPages: a.metrics.JobRequestPages,
-		ObserveRateLimit:       a.metrics.RateLimitRemaining,
-		Logger:                 log,
-		UserAgent:              "agentscaler/" + version,
-	})
-	if err != nil {
-		return nil, err
-	}
+	a := &app{cfg: cfg, getenv: getenv, log: log, metrics: metrics.New(version), deps: d, hooks: map[string]http.Handler{}}
+	var err error
 	if a.pusher, err = newPusher(a.metrics, cfg.Metrics.Push, getenv, log); err != nil {
 		return nil, err
 	}
 
 	var pools []scaler.Pool
+	systems := map[string]ciSystem{}
 	for _, pc := range cfg.Pools {
 		prov, err := a.provider(ctx, pc, d.providers)
 		if err != nil {
 			return nil, fmt.Errorf("pool %s: %w", pc.Name, err)
 		}
-		src := azuredevops.NewSource(client, pc.AzurePool, pc.Capabilities, pc.AgentVersion)
-		src.Parallel, src.ObserveParallel = cfg.AzureDevOps.RespectParallelJobs, a.metrics.SetParallelJobs
+		sys, ok := systems[pc.System()]
+		if !ok {
+			if sys, err = a.system(ctx, pc.System()); err != nil {
+				return nil, err
+			}
+			systems[pc.System()] = sys
+		}
+		ps, err := sys.pool(pc)
+		if err != nil {
+			return nil, fmt.Errorf("pool %s: %w", pc.Name, err)
+		}
 		pools = append(pools, scaler.Pool{
-			Policy:       scaler.PolicyFor(pc),
-			Source:       src,
+			Policy:       scaler.PolicyFor(pc, ps.naming),
+			System:       pc.System(),
+			Source:       ps.source,
+			Pace:         ps.pace,
 			Provider:     prov,
 			ProviderName: pc.Provider,
-			Spec:         a.specFunc(pc),
+			Spec:         ps.spec,
 		})
 	}
 	opts := scaler.Options{
@@ -107,7 +122,6 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv fu
 		Logger:      log,
 		Parallelism: cfg.Reconcile.Parallelism,
 		CallTimeout: cfg.Reconcile.CallTimeout,
-		Pace:        client.Pace,
 		MaxBackoff:  cfg.Reconcile.Interval,
 	}
 	if a.pusher != nil {
@@ -116,6 +130,11 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv fu
 		opts.AfterReconcile = a.pusher.Request
 	}
 	a.scaler = scaler.New(opts)
+	for name, sys := range systems { // their hooks reach the scaler
+		if h := sys.hook(); h != nil {
+			a.hooks[name] = h
+		}
+	}
 	return a, nil
 }
 
@@ -159,69 +178,32 @@ func (a *app) provider(ctx context.Context, pc config.Pool, given map[string]pro
 	return p, nil
 }
 
-// authorizer picks the PAT or the Entra identity the configuration names.
-// It logs which, never the secret.
-func authorizer(c config.AzureDevOps, getenv func(string) string, log *slog.Logger) (azuredevops.Authorizer, error) {
-	if c.TokenEnv != "" {
-		log.Info("Azure DevOps authentication", "method", "pat", "variable", c.TokenEnv)
-		return azuredevops.PAT(getenv(c.TokenEnv)), nil
+// system builds the wiring of one CI system, once for all its pools.
+func (a *app) system(ctx context.Context, name string) (ciSystem, error) {
+	f, ok := systemFactories[name]
+	if !ok {
+		return nil, fmt.Errorf("source %q is not available in this build (available: %s)", name, strings.Join(slices.Sorted(maps.Keys(systemFactories)), ", "))
 	}
-	cred, err := azcred.New("azuredevops.entra", c.Entra, getenv, log)
+	sys, err := f(ctx, a)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("source %s: %w", name, err)
 	}
-	return azuredevops.Entra(cred), nil
+	return sys, nil
 }
 
-// specFunc builds the agent environment (docs/architecture.md). The token
-// travels as a secret: the PAT, or a short-lived Entra token minted now.
-func (a *app) specFunc(pc config.Pool) func(context.Context) (providers.AgentSpec, error) {
-	mem, _ := pc.Agent.MemoryMB()
-	env := providers.AgentEnv(pc.Agent.Env, a.cfg.AzureDevOps.URL, pc.AzurePool, pc.Agent.Work)
-	return func(ctx context.Context) (providers.AgentSpec, error) {
-		token := ""
-		if a.cfg.AzureDevOps.TokenEnv != "" {
-			token = a.getenv(a.cfg.AzureDevOps.TokenEnv)
-		} else {
-			h, err := a.auth.Authorization(ctx)
-			if err != nil {
-				return providers.AgentSpec{}, fmt.Errorf("token for the agent: %w", err)
-			}
-			token = strings.TrimPrefix(h, "Bearer ")
-		}
-		return providers.AgentSpec{
-			Image: pc.Agent.Image, CPU: pc.Agent.CPU, MemoryMB: mem,
-			Env:     env,
-			Secrets: map[string]string{providers.EnvToken: token},
-		}, nil
-	}
-}
-
-// handler is the HTTP surface: service hooks, metrics, health, the timer.
+// handler is the HTTP surface: each CI system's hooks, metrics, health,
+// the timer.
 func (a *app) handler() http.Handler {
-	hooks := azuredevops.NewHookHandler(webhookAuth(a.cfg.Webhook, a.getenv), a.cfg.AzureDevOps.URL, a.scaler,
-		func(d time.Duration) { a.metrics.WebhookLag("azuredevops", d) },
-		func(event, outcome string) { a.metrics.WebhookRequest("azuredevops", event, outcome) },
-		a.log)
 	// /reconcile is the Functions host's timer; elsewhere the timer runs in
-	// process, and an open route would let anyone spend Azure DevOps calls.
+	// process, and an open route would let anyone spend the CI systems' calls.
 	var timer functions.Reconciler
 	if functions.UnderHost(a.getenv) {
 		timer = a.scaler
 	}
 	return functions.NewHandler(functions.Options{
-		Hooks:      map[string]http.Handler{"azuredevops": hooks},
+		Hooks:      a.hooks,
 		Metrics:    a.metrics.Handler(),
 		Reconciler: timer,
 		Logger:     a.log,
 	})
-}
-
-// webhookAuth returns the authenticator the configuration names; validation
-// guarantees exactly one is set.
-func webhookAuth(w config.Webhook, getenv func(string) string) azuredevops.Authenticator {
-	if w.BasicAuth != nil {
-		return azuredevops.BasicAuth(w.BasicAuth.Username, getenv(w.BasicAuth.PasswordEnv))
-	}
-	return azuredevops.HeaderAuth(w.Header.Name, getenv(w.Header.ValueEnv))
 }

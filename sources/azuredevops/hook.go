@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/agentscaler/agentscaler/ci"
 	"github.com/agentscaler/agentscaler/internal/logsafe"
 )
 
@@ -68,8 +69,8 @@ type Event struct {
 
 // Scaler is what a service hook tells the scaler: the events it means.
 type Scaler interface {
-	JobWaiting(ref string)
-	JobCompleted()
+	JobWaiting(ci.Event)
+	JobCompleted(ci.Event)
 }
 
 // Dispatch hands the scaler what an event means. A job queued is a job
@@ -79,10 +80,10 @@ type Scaler interface {
 func Dispatch(e Event, s Scaler) {
 	switch {
 	case e.Type == EventJobStateChanged && e.State == "waiting":
-		s.JobWaiting(e.JobID)
+		s.JobWaiting(ci.Event{System: ci.AzureDevOps, Ref: e.JobID})
 	case e.Type == EventJobStateChanged && e.State == "completed",
 		e.Type == EventRunStateChanged && e.State == "completed":
-		s.JobCompleted()
+		s.JobCompleted(ci.Event{System: ci.AzureDevOps, Ref: e.JobID})
 	}
 }
 
