@@ -79,7 +79,7 @@ package-lambda:
 	done
 
 # Builds the Kubernetes control plane the Kubernetes tests run against (about 8 minutes cold) and the helm binary
-# the chart tests run (about 2), once per machine, then instant; so that go test's timeout is never spent on them.
+# the chart tests run (2 to 4), once per machine, then instant; so that go test's timeout is never spent on them.
 kubebins:
 	$(GO) run ./tools/kubebins >/dev/null
 
