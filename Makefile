@@ -78,8 +78,8 @@ package-lambda:
 	  $(GO) run ./tools/zipdir -o $(DIST)/lambda-$$arch.zip $(DIST)/lambda-$$arch || exit 1; \
 	done
 
-# Builds the Kubernetes control plane the Kubernetes tests run against (minutes, once per machine; then instant),
-# so that go test's timeout is never spent on it.
+# Builds the Kubernetes control plane the Kubernetes tests run against (about 8 minutes cold) and the helm binary
+# the chart tests run (2 to 4), once per machine, then instant; so that go test's timeout is never spent on them.
 kubebins:
 	$(GO) run ./tools/kubebins >/dev/null
 

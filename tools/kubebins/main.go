@@ -1,7 +1,8 @@
 // Command kubebins builds and caches the Kubernetes control-plane binaries
-// the Kubernetes tests run (see internal/testenv/kubetest), and prints where they
-// are. `make test` runs it before `go test`, so that a cold build (several
-// minutes) never eats into go test's timeout.
+// the Kubernetes tests run and the helm binary the chart tests run (see
+// internal/testenv/kubetest), and prints where they are. `make test` runs it
+// before `go test`, so that a cold build (minutes) never eats into go test's
+// timeout.
 package main
 
 import (
@@ -26,6 +27,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, "kubebins:", err)
 		os.Exit(1)
 	}
+	helm, err := kubetest.BuildHelm(ctx, os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kubebins:", err)
+		os.Exit(1)
+	}
 	fmt.Println(bins.APIServer)
 	fmt.Println(bins.ControllerManager)
+	fmt.Println(helm)
 }

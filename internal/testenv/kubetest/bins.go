@@ -40,8 +40,10 @@ func binariesIn(dir string) Binaries {
 	}
 }
 
-func (b Binaries) exist() bool {
-	for _, p := range []string{b.APIServer, b.ControllerManager} {
+func (b Binaries) exist() bool { return regularFiles(b.APIServer, b.ControllerManager) }
+
+func regularFiles(paths ...string) bool {
+	for _, p := range paths {
 		if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() {
 			return false
 		}
@@ -49,9 +51,8 @@ func (b Binaries) exist() bool {
 	return true
 }
 
-// CacheDir is where the binaries of Version live: $AGENTSCALER_KUBE_CACHE,
-// else $XDG_CACHE_HOME/agentscaler/kube, else ~/.cache/agentscaler/kube;
-// each with Version appended, so a version bump never runs stale binaries.
+// CacheDir is where the binaries of Version live: the cache root with
+// Version appended, so a version bump never runs stale binaries.
 func CacheDir() (string, error) {
 	root, err := machinecache.Dir("AGENTSCALER_KUBE_CACHE", "kube")
 	if err != nil {
@@ -73,47 +74,57 @@ func Cached() (Binaries, bool) {
 // Build returns the cached binaries, building them first when they are
 // missing. The build runs in a throwaway module in the cache directory (so
 // this repository's go.mod never requires k8s.io/kubernetes), once per
-// machine: a lock file makes concurrent callers wait for one build, and
-// each binary is renamed into place only when complete. The go command's
-// output goes to log.
+// machine (see buildOnce). The go command's output goes to log.
 func Build(ctx context.Context, log io.Writer) (Binaries, error) {
 	dir, err := CacheDir()
 	if err != nil {
 		return Binaries{}, err
 	}
 	bins := binariesIn(dir)
-	if bins.exist() {
-		return bins, nil
+	err = buildOnce(ctx, dir, "kube-apiserver and kube-controller-manager "+Version, bins.exist, log, func() error {
+		return build(ctx, dir, log)
+	})
+	return bins, err
+}
+
+// buildOnce runs build, which writes into dir, unless built reports that
+// dir holds its result already. A lock file in dir makes concurrent callers,
+// in this process or another, wait for one build; build must rename each
+// file into place only when it is complete. what names the result in the
+// messages written to log, and dir/build.json records how long it took.
+func buildOnce(ctx context.Context, dir, what string, built func() bool, log io.Writer, build func() error) error {
+	if built() {
+		return nil
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return Binaries{}, fmt.Errorf("kube binaries cache: %w", err)
+		return fmt.Errorf("kube binaries cache: %w", err)
 	}
 	unlock, err := machinecache.Lock(ctx, filepath.Join(dir, ".lock"), "kube binaries", log)
 	if err != nil {
-		return Binaries{}, err
+		return err
 	}
 	defer unlock()
-	if bins.exist() { // built by whoever held the lock before us
-		return bins, nil
+	if built() { // built by whoever held the lock before us
+		return nil
 	}
 	start := time.Now()
-	fmt.Fprintf(log, "kubetest: building kube-apiserver and kube-controller-manager %s into %s (cold build: several minutes, once per machine)\n", Version, dir)
-	if err := build(ctx, dir, log); err != nil {
-		return Binaries{}, err
+	fmt.Fprintf(log, "kubetest: building %s into %s (cold build: minutes, once per machine)\n", what, dir)
+	if err := build(); err != nil {
+		return err
 	}
 	took := time.Since(start).Round(time.Second)
-	fmt.Fprintf(log, "kubetest: built %s in %v\n", Version, took)
-	rec, _ := json.Marshal(map[string]any{"version": Version, "seconds": took.Seconds(), "built": time.Now().UTC()})
+	fmt.Fprintf(log, "kubetest: built %s in %v\n", what, took)
+	rec, _ := json.Marshal(map[string]any{"what": what, "seconds": took.Seconds(), "built": time.Now().UTC()})
 	_ = os.WriteFile(filepath.Join(dir, "build.json"), append(rec, '\n'), 0o644) // informative only
-	return bins, nil
+	return nil
 }
 
 // build compiles both programs into a temporary directory inside dir and
 // renames them into place.
 func build(ctx context.Context, dir string, log io.Writer) error {
-	goTool, err := exec.LookPath("go")
+	goTool, err := lookGo()
 	if err != nil {
-		return fmt.Errorf("building the kube binaries needs the go command on PATH: %w", err)
+		return err
 	}
 	mod := filepath.Join(dir, "module")
 	if err := os.RemoveAll(mod); err != nil {
@@ -150,6 +161,14 @@ func build(ctx context.Context, dir string, log io.Writer) error {
 		}
 	}
 	return nil
+}
+
+func lookGo() (string, error) {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		return "", fmt.Errorf("building the Kubernetes test tools needs the go command on PATH: %w", err)
+	}
+	return goTool, nil
 }
 
 // stagingRE matches a replace line of k8s.io/kubernetes's go.mod that points

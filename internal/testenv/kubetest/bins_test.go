@@ -13,6 +13,9 @@ func TestCacheDir(t *testing.T) {
 	if dir, err := CacheDir(); err != nil || dir != filepath.Join("/srv/kube-cache", Version) {
 		t.Errorf("CacheDir() = %q, %v; want the version under AGENTSCALER_KUBE_CACHE", dir, err)
 	}
+	if dir, err := HelmCacheDir(); err != nil || dir != filepath.Join("/srv/kube-cache", "helm-"+HelmVersion) {
+		t.Errorf("HelmCacheDir() = %q, %v; want helm-<version> under AGENTSCALER_KUBE_CACHE", dir, err)
+	}
 	t.Setenv("AGENTSCALER_KUBE_CACHE", "")
 	t.Setenv("XDG_CACHE_HOME", "/home/ci/.cache")
 	if dir, err := CacheDir(); err != nil || dir != filepath.Join("/home/ci/.cache/agentscaler/kube", Version) {

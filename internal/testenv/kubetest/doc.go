@@ -6,7 +6,8 @@
 // repository (see CacheDir and Build; `go run ./tools/kubebins`
 // warms it), from a throwaway module that requires k8s.io/kubernetes and
 // pins every staging module to the matching published version, so this
-// module never depends on k8s.io/kubernetes.
+// module never depends on k8s.io/kubernetes. BuildHelm caches the helm
+// binary of HelmVersion the same way, for the chart tests of infra/helm.
 //
 // The API server serves TLS with a self-signed certificate made at start,
 // authenticates static tokens (AdminUser in system:masters, and Users with
