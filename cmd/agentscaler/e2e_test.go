@@ -197,15 +197,19 @@ pools:
 	for {
 		left := poll()
 		done, ours := 0, 0
+		var pending []string // what is not done yet, to say why when time is up
 		for _, pool := range []string{"Default", "Tools"} {
 			for _, r := range emu.Requests(pool) {
 				if r.State() == adoemu.StateCompleted {
 					done++
+				} else {
+					pending = append(pending, fmt.Sprintf("request %d %v: %s on %q", r.ID, r.Demands, r.State(), r.Agent))
 				}
 			}
 			for _, ag := range emu.Agents(pool) {
 				if isOurs(ag.Name) {
 					ours++
+					pending = append(pending, fmt.Sprintf("agent %s: online %v, request %d, session %q", ag.Name, ag.Online, ag.AssignedRequest, ag.SessionID))
 				}
 			}
 		}
@@ -213,7 +217,7 @@ pools:
 			break
 		}
 		if ctx.Err() != nil {
-			t.Fatalf("not done in time: %d of 17 jobs done, %d instances and %d agents of ours left\nlogs:\n%s", done, left, ours, tail(logs.String(), 40))
+			t.Fatalf("not done in time: %d of 17 jobs done, %d instances and %d agents of ours left: %s", done, left, ours, strings.Join(pending, "; "))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -336,9 +340,4 @@ func firstHook(emu *adoemu.Emulator, request int64) time.Time {
 		}
 	}
 	return time.Time{}
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
