@@ -55,8 +55,9 @@ type poolSource struct {
 	source scaler.Source
 	naming ci.Naming
 	pace   func() time.Duration // nil: no pace
-	// spec returns the agent spec: image, resources, environment, secrets.
-	spec func(ctx context.Context) (providers.AgentSpec, error)
+	// spec returns the agent spec of the instance named name: image,
+	// resources, environment, secrets (scaler.Pool.Spec).
+	spec func(ctx context.Context, name string) (providers.AgentSpec, error)
 }
 
 // systemFactories holds the CI systems compiled into this build, by the
