@@ -111,7 +111,7 @@ func NewClient(opt Options) (*Client, error) {
 		base := strings.TrimSuffix(opt.BaseURL, "/") + "/"
 		u, err := url.Parse(base)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return nil, fmt.Errorf("github: base URL %q: want https://host/...", opt.BaseURL)
+			return nil, fmt.Errorf("github: base URL %q: want an http(s) URL such as https://api.github.com", opt.BaseURL)
 		}
 		with = append(with, gh.WithURLs(&base, nil))
 	}
