@@ -21,6 +21,7 @@ type Config struct {
 	Reconcile   Reconcile   `yaml:"reconcile"`
 	Pools       []Pool      `yaml:"pools"`
 	Metrics     Metrics     `yaml:"metrics"`
+	GitHub      *GitHub     `yaml:"github"`
 }
 
 // AzureDevOps says which organization to talk to and how to authenticate.
@@ -86,6 +87,9 @@ type Pool struct {
 	MaxLifetime    time.Duration     `yaml:"max_lifetime"`
 	FailureBackoff time.Duration     `yaml:"failure_backoff"`
 	Capabilities   map[string]string `yaml:"capabilities"`
+	// Labels are the runner labels a github pool's runners carry, next to
+	// self-hosted and the OS and architecture ones GitHub implies.
+	Labels []string `yaml:"labels"`
 	// AgentVersion is the Azure Pipelines agent version the image carries;
 	// it satisfies Agent.Version demands.
 	AgentVersion string `yaml:"agent_version"`

@@ -67,7 +67,8 @@ var (
 // Metrics records agentscaler's measurements. All methods are safe for
 // concurrent use and do nothing on a nil receiver.
 type Metrics struct {
-	reg *prometheus.Registry
+	reg    *prometheus.Registry
+	source sourceMetrics // source.go
 
 	webhookRequests *prometheus.CounterVec
 	webhookLag      *prometheus.HistogramVec

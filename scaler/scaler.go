@@ -50,9 +50,12 @@ type Pool struct {
 	// slows passes as its rate-limit budget runs low. Triggers in the
 	// meantime coalesce. Keep it short (seconds): Wait waits it out.
 	Pace func() time.Duration
-	// Spec returns the agent spec for an instance name: image, resources,
-	// environment and secrets. The scaler fills in name, pool, request, slot.
-	Spec func(ctx context.Context) (providers.AgentSpec, error)
+	// Spec returns the agent spec for the instance named name, asked just
+	// before it is created: image, resources, environment and secrets (a
+	// source may mint a credential for that name, such as GitHub's
+	// just-in-time runner configuration). The scaler fills in name, pool,
+	// request, slot.
+	Spec func(ctx context.Context, name string) (providers.AgentSpec, error)
 }
 
 // Options configures a Scaler.
@@ -299,7 +302,7 @@ func (s *Scaler) apply(ctx context.Context, p *Pool, actions []Action) []ActionE
 func (s *Scaler) do(ctx context.Context, p *Pool, a Action) error {
 	switch a.Kind {
 	case Create:
-		spec, err := p.Spec(ctx)
+		spec, err := p.Spec(ctx, a.Name)
 		if err != nil {
 			return fmt.Errorf("agent spec: %w", err)
 		}

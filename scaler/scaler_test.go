@@ -58,7 +58,7 @@ func newFixture(t *testing.T, emuOpts adoemu.Options, pol func(*Policy)) *fixtur
 		Pools: []Pool{{
 			Policy: p, Provider: mem, ProviderName: "memory",
 			Source: &azuredevops.Source{API: client, Name: "Default", Capabilities: poolCaps, AgentVersion: "4.275.0"},
-			Spec: func(context.Context) (providers.AgentSpec, error) {
+			Spec: func(context.Context, string) (providers.AgentSpec, error) {
 				return providers.AgentSpec{Image: "azp-agent:linux", Secrets: map[string]string{"AZP_TOKEN": "t"}}, nil
 			},
 		}},

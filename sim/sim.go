@@ -216,7 +216,7 @@ func newEngine(jobs []Job, pol Policy, opt Options) *engine {
 			Source:       azuredevops.NewSource(e.ado, p.AzurePool, p.Capabilities, p.AgentVersion),
 			Provider:     e.rec,
 			ProviderName: "memory",
-			Spec: func(context.Context) (providers.AgentSpec, error) {
+			Spec: func(context.Context, string) (providers.AgentSpec, error) {
 				return providers.AgentSpec{Image: "simulated"}, nil
 			},
 		}},

@@ -55,8 +55,12 @@ type poolSource struct {
 	source scaler.Source
 	naming ci.Naming
 	pace   func() time.Duration // nil: no pace
-	// spec returns the agent spec: image, resources, environment, secrets.
-	spec func(ctx context.Context) (providers.AgentSpec, error)
+	// spec returns the agent spec of the instance named name: image,
+	// resources, environment, secrets (scaler.Pool.Spec).
+	spec func(ctx context.Context, name string) (providers.AgentSpec, error)
+	// noPlaceholder: the system queues jobs for a pool with no agent, so
+	// the pool keeps no placeholder agent.
+	noPlaceholder bool
 }
 
 // systemFactories holds the CI systems compiled into this build, by the
@@ -106,8 +110,10 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv fu
 		if err != nil {
 			return nil, fmt.Errorf("pool %s: %w", pc.Name, err)
 		}
+		policy := scaler.PolicyFor(pc, ps.naming)
+		policy.Placeholder = !ps.noPlaceholder
 		pools = append(pools, scaler.Pool{
-			Policy:       scaler.PolicyFor(pc, ps.naming),
+			Policy:       policy,
 			System:       pc.System(),
 			Source:       ps.source,
 			Pace:         ps.pace,

@@ -81,11 +81,11 @@ func authorizer(c config.AzureDevOps, getenv func(string) string, log *slog.Logg
 
 // specFunc builds the agent environment (docs/architecture.md). The token
 // travels as a secret: the PAT, or a short-lived Entra token minted now.
-func (s *azureDevOps) specFunc(pc config.Pool) func(context.Context) (providers.AgentSpec, error) {
+func (s *azureDevOps) specFunc(pc config.Pool) func(context.Context, string) (providers.AgentSpec, error) {
 	mem, _ := pc.Agent.MemoryMB()
 	cfg, getenv := s.a.cfg.AzureDevOps, s.a.getenv
 	env := providers.AgentEnv(pc.Agent.Env, cfg.URL, pc.AzurePool, pc.Agent.Work)
-	return func(ctx context.Context) (providers.AgentSpec, error) {
+	return func(ctx context.Context, _ string) (providers.AgentSpec, error) {
 		token := ""
 		if cfg.TokenEnv != "" {
 			token = getenv(cfg.TokenEnv)

@@ -1,0 +1,297 @@
+package github
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	gh "github.com/google/go-github/v88/github"
+)
+
+// Errors a Client returns for GitHub's answers the source acts on.
+var (
+	ErrNotFound = errors.New("github: not found")
+	// ErrConflict: a runner of that name exists already (another
+	// reconciler made it); the create fails this pass and the plan sorts
+	// it out next pass.
+	ErrConflict = errors.New("github: a runner of that name exists")
+)
+
+// Runner is a self-hosted runner as the autoscaler reads it.
+type Runner struct {
+	ID     int64
+	Name   string
+	Online bool
+	Busy   bool
+	Labels []string // lowercased
+}
+
+// API is what a Source and Jobs ask of GitHub: the Client, or a test's
+// stand-in.
+type API interface {
+	Job(ctx context.Context, repo string, id int64) (Job, error)
+	QueuedJobs(ctx context.Context, repo string, maxRuns int) ([]Job, error)
+	Runners(ctx context.Context) ([]Runner, error)
+	RemoveRunner(ctx context.Context, id int64) error
+	JITConfig(ctx context.Context, name string, labels []string) (string, error)
+}
+
+// Options configures a Client.
+type Options struct {
+	// BaseURL is the REST API's base, https://api.github.com by default
+	// (GitHub Enterprise Server: https://host/api/v3).
+	BaseURL string
+	// Org owns the runners (org-level runners); or Repo, owner/name, for
+	// repository-level ones. Exactly one is set.
+	Org, Repo string
+	// RunnerGroupID is the runner group new runners join (1, Default, when
+	// 0). Org-level runners only.
+	RunnerGroupID int64
+	// WorkFolder is the runners' work folder, "_work" when empty.
+	WorkFolder string
+	// Token, when set, is a fine-grained or classic token sent as bearer.
+	Token string
+	// HTTPClient carries the authentication (a token, or a GitHub App
+	// installation's transport); it should have no timeout of its own.
+	HTTPClient *http.Client
+	// MaxRunnerPages bounds the runner listing, in pages of 100.
+	MaxRunnerPages int
+	// Observe, when set, is told each call's operation and outcome (ok,
+	// not_found, conflict, rate_limited, error).
+	Observe func(op, outcome string)
+	// ObserveRateLimit, when set, is told the budget each answer reports.
+	ObserveRateLimit func(remaining, limit int, reset time.Time)
+	UserAgent        string
+}
+
+// Client is GitHub's REST API for the calls the source makes, on
+// go-github.
+type Client struct {
+	gh  *gh.Client
+	opt Options
+
+	mu        sync.Mutex
+	remaining int
+	limit     int
+	reset     time.Time
+	blocked   time.Time // a secondary limit's retry-after
+}
+
+// NewClient returns a client for opt.
+func NewClient(opt Options) (*Client, error) {
+	if (opt.Org == "") == (opt.Repo == "") {
+		return nil, errors.New("github: set exactly one of org and repo")
+	}
+	if opt.Repo != "" && !validRepo(opt.Repo) {
+		return nil, fmt.Errorf("github: repo %q: want owner/name", opt.Repo)
+	}
+	if opt.RunnerGroupID <= 0 {
+		opt.RunnerGroupID = 1
+	}
+	if opt.WorkFolder == "" {
+		opt.WorkFolder = "_work"
+	}
+	if opt.MaxRunnerPages <= 0 {
+		opt.MaxRunnerPages = 10
+	}
+	var with []gh.ClientOptionsFunc
+	if opt.HTTPClient != nil {
+		with = append(with, gh.WithHTTPClient(opt.HTTPClient))
+	}
+	if opt.Token != "" {
+		with = append(with, gh.WithAuthToken(opt.Token))
+	}
+	if opt.BaseURL != "" {
+		base := strings.TrimSuffix(opt.BaseURL, "/") + "/"
+		u, err := url.Parse(base)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return nil, fmt.Errorf("github: base URL %q: want an http(s) URL such as https://api.github.com", opt.BaseURL)
+		}
+		with = append(with, gh.WithURLs(&base, nil))
+	}
+	if opt.UserAgent != "" {
+		with = append(with, gh.WithUserAgent(opt.UserAgent))
+	}
+	c, err := gh.NewClient(with...)
+	if err != nil {
+		return nil, fmt.Errorf("github: %w", err)
+	}
+	return &Client{gh: c, opt: opt, remaining: -1}, nil
+}
+
+// Pace is how long the scaler should leave between passes: none while the
+// budget is fine; up to 10 s while a secondary limit's retry-after runs or
+// under a tenth of the hourly budget is left.
+func (c *Client) Pace() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	if now.Before(c.blocked) {
+		return min(c.blocked.Sub(now), 10*time.Second)
+	}
+	if c.remaining >= 0 && c.limit > 0 && c.remaining < c.limit/10 && now.Before(c.reset) {
+		return min(c.reset.Sub(now)/time.Duration(c.remaining+1), 10*time.Second)
+	}
+	return 0
+}
+
+// done records the answer's budget and classifies err.
+func (c *Client) done(op string, resp *gh.Response, err error) error {
+	if resp != nil && resp.Rate.Limit > 0 {
+		c.mu.Lock()
+		c.remaining, c.limit, c.reset = resp.Rate.Remaining, resp.Rate.Limit, resp.Rate.Reset.Time
+		c.mu.Unlock()
+		if c.opt.ObserveRateLimit != nil {
+			c.opt.ObserveRateLimit(resp.Rate.Remaining, resp.Rate.Limit, resp.Rate.Reset.Time)
+		}
+	}
+	outcome := "ok"
+	var abuse *gh.AbuseRateLimitError
+	var rate *gh.RateLimitError
+	switch {
+	case err == nil:
+	case errors.As(err, &abuse):
+		outcome = "rate_limited"
+		if d := abuse.GetRetryAfter(); d > 0 {
+			c.mu.Lock()
+			c.blocked = time.Now().Add(d)
+			c.mu.Unlock()
+		}
+	case errors.As(err, &rate):
+		outcome = "rate_limited"
+	case resp != nil && resp.StatusCode == http.StatusNotFound:
+		outcome, err = "not_found", fmt.Errorf("%s: %w", op, ErrNotFound)
+	case resp != nil && resp.StatusCode == http.StatusConflict:
+		outcome, err = "conflict", fmt.Errorf("%s: %w", op, ErrConflict)
+	default:
+		outcome = "error"
+	}
+	if c.opt.Observe != nil {
+		c.opt.Observe(op, outcome)
+	}
+	if outcome == "error" || outcome == "rate_limited" {
+		err = fmt.Errorf("github %s: %w", op, err)
+	}
+	return err
+}
+
+// Job reads a workflow job.
+func (c *Client) Job(ctx context.Context, repo string, id int64) (Job, error) {
+	owner, name, _ := strings.Cut(repo, "/")
+	w, resp, err := c.gh.Actions.GetWorkflowJobByID(ctx, owner, name, id)
+	if err = c.done("get_job", resp, err); err != nil {
+		return Job{}, err
+	}
+	return jobOf(repo, w), nil
+}
+
+// QueuedJobs lists the queued jobs of repo's newest queued runs, at most
+// maxRuns of them: one call for the runs, one per run for its jobs.
+func (c *Client) QueuedJobs(ctx context.Context, repo string, maxRuns int) ([]Job, error) {
+	owner, name, _ := strings.Cut(repo, "/")
+	runs, resp, err := c.gh.Actions.ListRepositoryWorkflowRuns(ctx, owner, name, &gh.ListWorkflowRunsOptions{
+		Status: "queued", ListOptions: gh.ListOptions{PerPage: min(maxRuns, 100)}})
+	if err = c.done("list_queued_runs", resp, err); err != nil {
+		return nil, err
+	}
+	var out []Job
+	for i, run := range runs.WorkflowRuns {
+		if i >= maxRuns {
+			break
+		}
+		jobs, resp, err := c.gh.Actions.ListWorkflowJobs(ctx, owner, name, run.GetID(), &gh.ListWorkflowJobsOptions{
+			Filter: "latest", ListOptions: gh.ListOptions{PerPage: 100}})
+		if err = c.done("list_run_jobs", resp, err); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			return nil, err
+		}
+		for _, w := range jobs.Jobs {
+			if w.GetStatus() == "queued" {
+				out = append(out, jobOf(repo, w))
+			}
+		}
+	}
+	return out, nil
+}
+
+// Runners lists the org's (or repo's) self-hosted runners, at most
+// MaxRunnerPages pages of 100.
+func (c *Client) Runners(ctx context.Context) ([]Runner, error) {
+	var out []Runner
+	opt := &gh.ListRunnersOptions{ListOptions: gh.ListOptions{PerPage: 100}}
+	for page := 0; page < c.opt.MaxRunnerPages; page++ {
+		var rs *gh.Runners
+		var resp *gh.Response
+		var err error
+		if c.opt.Org != "" {
+			rs, resp, err = c.gh.Actions.ListOrganizationRunners(ctx, c.opt.Org, opt)
+		} else {
+			owner, name, _ := strings.Cut(c.opt.Repo, "/")
+			rs, resp, err = c.gh.Actions.ListRunners(ctx, owner, name, opt)
+		}
+		if err = c.done("list_runners", resp, err); err != nil {
+			return nil, err
+		}
+		for _, r := range rs.Runners {
+			run := Runner{ID: r.GetID(), Name: r.GetName(), Online: r.GetStatus() == "online", Busy: r.GetBusy()}
+			for _, l := range r.Labels {
+				run.Labels = append(run.Labels, strings.ToLower(l.GetName()))
+			}
+			out = append(out, run)
+		}
+		if resp.NextPage == 0 {
+			break
+		}
+		opt.Page = resp.NextPage
+	}
+	return out, nil
+}
+
+// RemoveRunner deletes a runner's registration; one already gone is fine.
+func (c *Client) RemoveRunner(ctx context.Context, id int64) error {
+	var resp *gh.Response
+	var err error
+	if c.opt.Org != "" {
+		resp, err = c.gh.Actions.RemoveOrganizationRunner(ctx, c.opt.Org, id)
+	} else {
+		owner, name, _ := strings.Cut(c.opt.Repo, "/")
+		resp, err = c.gh.Actions.RemoveRunner(ctx, owner, name, id)
+	}
+	if err = c.done("remove_runner", resp, err); errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// JITConfig registers a single-use runner named name offering labels and
+// returns its encoded just-in-time configuration, a credential: it goes to
+// the runner through the provider's secrets only, and is never logged.
+func (c *Client) JITConfig(ctx context.Context, name string, labels []string) (string, error) {
+	req := &gh.GenerateJITConfigRequest{Name: name, RunnerGroupID: c.opt.RunnerGroupID, Labels: labels, WorkFolder: gh.Ptr(c.opt.WorkFolder)}
+	var cfg *gh.JITRunnerConfig
+	var resp *gh.Response
+	var err error
+	if c.opt.Org != "" {
+		cfg, resp, err = c.gh.Actions.GenerateOrgJITConfig(ctx, c.opt.Org, req)
+	} else {
+		owner, repo, _ := strings.Cut(c.opt.Repo, "/")
+		cfg, resp, err = c.gh.Actions.GenerateRepoJITConfig(ctx, owner, repo, req)
+	}
+	if err = c.done("generate_jitconfig", resp, err); err != nil {
+		return "", err
+	}
+	if cfg.GetEncodedJITConfig() == "" {
+		return "", errors.New("github generate_jitconfig: no encoded_jit_config in the answer")
+	}
+	return cfg.GetEncodedJITConfig(), nil
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
