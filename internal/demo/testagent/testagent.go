@@ -102,6 +102,9 @@ type config struct {
 // Main runs the test agent and returns the process exit code. See the
 // package doc for the environment it reads and the codes it returns.
 func Main(ctx context.Context, getenv func(string) string, stdout, stderr io.Writer) int {
+	if getenv("RUNNER_UUID") != "" { // a Bitbucket runner (runner.go)
+		return runRunner(ctx, getenv, stdout, stderr)
+	}
 	return run(ctx, getenv, os.Environ(), stdout, stderr)
 }
 
