@@ -35,20 +35,7 @@ func (e *Emulator) poll(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, "runner unknown or deleted")
 		return
 	}
-	now := e.now()
-	if rn.LastSeen.IsZero() || now.Sub(rn.LastSeen) > e.opts.OfflineAfter {
-		rn.stateChanged = now
-	}
-	rn.LastSeen = now
-	if rn.Step == nil && !rn.Disabled {
-		for _, s := range e.steps {
-			if s.Assigned.IsZero() && subset(s.Labels, rn.Labels) {
-				s.Assigned, s.Runner, s.RunnerLabels = now, rn.Name, slices.Clone(rn.Labels)
-				rn.Step, rn.stateChanged = s, now
-				break
-			}
-		}
-	}
+	e.pollLocked(rn)
 	if rn.Step == nil {
 		w.WriteHeader(http.StatusNoContent)
 		return
@@ -83,4 +70,40 @@ func subset(want, have []string) bool {
 		}
 	}
 	return true
+}
+
+// pollLocked marks the runner seen and hands an idle, enabled one the
+// oldest queued step its labels meet.
+func (e *Emulator) pollLocked(rn *runner) {
+	now := e.now()
+	if rn.LastSeen.IsZero() || now.Sub(rn.LastSeen) > e.opts.OfflineAfter {
+		rn.stateChanged = now
+	}
+	rn.LastSeen = now
+	if rn.Step == nil && !rn.Disabled {
+		for _, s := range e.steps {
+			if s.Assigned.IsZero() && subset(s.Labels, rn.Labels) {
+				s.Assigned, s.Runner, s.RunnerLabels = now, rn.Name, slices.Clone(rn.Labels)
+				rn.Step, rn.stateChanged = s, now
+				break
+			}
+		}
+	}
+}
+
+// Poll does what a runner's poll does, for tests without a runner process,
+// and returns the uuid of the step the runner runs ("" for none).
+func (e *Emulator) Poll(uuid string) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.expireLocked()
+	for _, rn := range e.runners {
+		if sameUUID(rn.UUID, uuid) {
+			e.pollLocked(rn)
+			if rn.Step != nil {
+				return rn.Step.UUID
+			}
+		}
+	}
+	return ""
 }
