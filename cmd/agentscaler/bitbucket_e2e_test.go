@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,9 +17,7 @@ import (
 
 	"github.com/agentscaler/agentscaler/config"
 	"github.com/agentscaler/agentscaler/internal/demo/bbemu"
-	"github.com/agentscaler/agentscaler/internal/testenv/dockertest"
 	"github.com/agentscaler/agentscaler/internal/testenv/syncbuf"
-	"github.com/agentscaler/agentscaler/providers/docker"
 )
 
 const (
@@ -56,28 +55,14 @@ func TestBitbucketDockerEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and runs containers")
 	}
-	eng := dockertest.Shared(t)
-	prov, err := docker.New(docker.Options{Host: eng.Host})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { prov.Close() })
-	bin, err := os.ReadFile(buildBinary(t, "lambda.norpc"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	const image = "agentscaler-e2e-runner:test"
+	eng, prov := testAgentImage(t, image)
 	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
 	defer cancel()
-	if err := prov.ImportImage(ctx, image, docker.Image{Files: map[string][]byte{agentImagePath: bin}, Entrypoint: []string{agentImagePath, testAgentCommand}}); err != nil {
-		t.Fatal(err)
-	}
 	emu := bbemu.New(bbemu.Options{ClientID: "bb-consumer", ClientSecret: bbConsumerSecret, OfflineAfter: 3 * time.Second})
-	base, err := emu.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emu.Close)
+	srv := httptest.NewServer(emu)
+	t.Cleanup(srv.Close)
+	base := srv.URL
 	shared := t.TempDir()
 	began := time.Now()
 	unmatched := emu.QueueStep([]string{"self.hosted", "windows"}, time.Second) // no pool's runners carry windows

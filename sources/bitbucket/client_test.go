@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -18,20 +19,23 @@ const (
 )
 
 func setup(t *testing.T) (*bbemu.Emulator, *bitbucket.Client) {
+	emu, c, _ := setupURL(t)
+	return emu, c
+}
+
+func setupURL(t *testing.T) (*bbemu.Emulator, *bitbucket.Client, string) {
 	t.Helper()
 	emu := bbemu.New(bbemu.Options{ClientID: "consumer", ClientSecret: "consumer-secret"})
-	base, err := emu.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emu.Close)
+	srv := httptest.NewServer(emu)
+	t.Cleanup(srv.Close)
+	base := srv.URL
 	auth := bitbucket.ClientCredentials(base+"/site/oauth2/access_token", "consumer", "consumer-secret", nil)
 	c, err := bitbucket.NewClient(auth, bitbucket.Options{URL: base, CallTimeout: 5 * time.Second,
 		Sleep: func(context.Context, time.Duration) error { return nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return emu, c
+	return emu, c, base
 }
 
 func TestClientRunnersLifecycle(t *testing.T) {
@@ -93,11 +97,9 @@ func TestClientRunnersLifecycle(t *testing.T) {
 func TestClientHonoursRetryAfter(t *testing.T) {
 	var waits []time.Duration
 	emu2 := bbemu.New(bbemu.Options{Token: "static-token"})
-	base, err := emu2.Start("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emu2.Close)
+	srv := httptest.NewServer(emu2)
+	t.Cleanup(srv.Close)
+	base := srv.URL
 	c2, err := bitbucket.NewClient(bitbucket.Bearer("static-token"), bitbucket.Options{URL: base,
 		Sleep: func(_ context.Context, d time.Duration) error { waits = append(waits, d); return nil }})
 	if err != nil {
@@ -125,14 +127,14 @@ func TestClientHonoursRetryAfter(t *testing.T) {
 }
 
 func TestClientAuthFailures(t *testing.T) {
-	emu, _ := setup(t)
+	_, _, base := setupURL(t)
 	for name, auth := range map[string]bitbucket.Authorizer{
-		"wrong consumer": bitbucket.ClientCredentials(emu.URL()+"/site/oauth2/access_token", "consumer", "wrong", nil),
+		"wrong consumer": bitbucket.ClientCredentials(base+"/site/oauth2/access_token", "consumer", "wrong", nil),
 		"wrong token":    bitbucket.Bearer("nope"),
 		"empty token":    bitbucket.Bearer(""),
 		"app password":   bitbucket.AppPassword("me", "pw"), // the emulator takes bearer tokens only
 	} {
-		c, err := bitbucket.NewClient(auth, bitbucket.Options{URL: emu.URL()})
+		c, err := bitbucket.NewClient(auth, bitbucket.Options{URL: base})
 		if err != nil {
 			t.Fatal(err)
 		}

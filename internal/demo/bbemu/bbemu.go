@@ -14,8 +14,6 @@ package bbemu
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -36,8 +34,9 @@ type Options struct {
 	MaxRunners int
 }
 
-// Emulator is an emulated Bitbucket Cloud. It is an http.Handler; Start
-// serves it on a loopback listener.
+// Emulator is an emulated Bitbucket Cloud, an http.Handler: serve it on a
+// loopback listener (httptest.NewServer); its base URL stands for both
+// https://api.bitbucket.org and https://bitbucket.org.
 type Emulator struct {
 	opts Options
 	mux  *http.ServeMux
@@ -52,8 +51,6 @@ type Emulator struct {
 		n     int
 		after time.Duration
 	}
-	srv *http.Server
-	url string
 }
 
 type runner struct {
@@ -88,7 +85,7 @@ type Step struct {
 	RunnerLabels []string
 }
 
-// New returns an emulator; Start serves it.
+// New returns an emulator.
 func New(opts Options) *Emulator {
 	if opts.OfflineAfter <= 0 {
 		opts.OfflineAfter = 2 * time.Second
@@ -99,42 +96,6 @@ func New(opts Options) *Emulator {
 	e := &Emulator{opts: opts, now: time.Now, tokens: map[string]string{}, runners: map[string]*runner{}, calls: map[string]int{}}
 	e.routes()
 	return e
-}
-
-// Start serves the emulator on addr (127.0.0.1:0 when empty) and returns
-// its base URL, which stands for both https://api.bitbucket.org and
-// https://bitbucket.org.
-func (e *Emulator) Start(addr string) (string, error) {
-	if addr == "" {
-		addr = "127.0.0.1:0"
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return "", fmt.Errorf("bbemu: listen on %s: %w", addr, err)
-	}
-	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second}
-	e.mu.Lock()
-	e.srv, e.url = srv, "http://"+ln.Addr().String()
-	e.mu.Unlock()
-	go func() { _ = srv.Serve(ln) }()
-	return e.url, nil
-}
-
-// URL is the base URL Start serves.
-func (e *Emulator) URL() string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.url
-}
-
-// Close stops the server Start started.
-func (e *Emulator) Close() {
-	e.mu.Lock()
-	srv := e.srv
-	e.mu.Unlock()
-	if srv != nil {
-		_ = srv.Close()
-	}
 }
 
 func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) { e.mux.ServeHTTP(w, r) }

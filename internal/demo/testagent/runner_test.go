@@ -2,6 +2,7 @@ package testagent
 
 import (
 	"context"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,11 +19,9 @@ import (
 // is deleted, never printing its secret.
 func TestRunnerMode(t *testing.T) {
 	emu := bbemu.New(bbemu.Options{Token: "api-token"})
-	base, err := emu.Start("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emu.Close)
+	srv := httptest.NewServer(emu)
+	t.Cleanup(srv.Close)
+	base := srv.URL
 	loc := bbemu.Location{Workspace: "{0f9a6c3e-1111-4222-8333-444455556666}"}
 	uuid, id, secret := emu.AddRunner(loc, "bb-w1", []string{"self.hosted", "linux", "docker"})
 	secretFile := filepath.Join(t.TempDir(), "secret")
