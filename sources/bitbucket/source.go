@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/agentscaler/agentscaler/ci"
 )
@@ -132,8 +133,17 @@ func (s *Source) Register(ctx context.Context, name string) (Runner, error) {
 }
 
 // ErrBusy is Retire's answer for a runner that runs a step: its instance
-// stays.
-var ErrBusy = errors.New("bitbucket: the runner runs a step")
+// stays. It is not worth retrying within the pass (the step runs on), so
+// it classifies itself as such (providers.Classify) with reason "busy".
+var ErrBusy error = busyError{}
+
+type busyError struct{}
+
+func (busyError) Error() string { return "bitbucket: the runner runs a step" }
+
+func (busyError) Classification() (retryable bool, after time.Duration, reason string) {
+	return false, 0, "busy"
+}
 
 // Retire removes the runner of an instance about to be deleted: disabled
 // first, so Bitbucket hands it no step, looked at again, then deleted. An

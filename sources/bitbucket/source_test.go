@@ -2,10 +2,12 @@ package bitbucket_test
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 
 	"github.com/agentscaler/agentscaler/internal/demo/bbemu"
+	"github.com/agentscaler/agentscaler/providers"
 
 	"github.com/agentscaler/agentscaler/sources/bitbucket"
 )
@@ -92,8 +94,12 @@ func TestSourceRetire(t *testing.T) {
 	emu.QueueStep([]string{"self.hosted"}, 0)
 	emu.Poll(busy.UUID)
 
-	if err := src.Retire(ctx, "bb-w2"); !errors.Is(err, bitbucket.ErrBusy) {
+	err := src.Retire(ctx, "bb-w2")
+	if !errors.Is(err, bitbucket.ErrBusy) {
 		t.Errorf("retiring a busy runner: %v, want ErrBusy", err)
+	}
+	if again, _, reason := providers.Classify(fmt.Errorf("retire: %w", err)); again || reason != "busy" {
+		t.Errorf("a busy runner classifies as retryable %t, %q", again, reason)
 	}
 	if err := src.Retire(ctx, "bb-w1"); err != nil {
 		t.Fatal(err)
