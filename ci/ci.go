@@ -14,6 +14,7 @@ import (
 // The CI systems, as a pool's source setting and events name them.
 const (
 	AzureDevOps = "azuredevops"
+	Bitbucket   = "bitbucket"
 	GitHub      = "github"
 )
 

@@ -17,6 +17,7 @@ import (
 // Config is the whole configuration.
 type Config struct {
 	AzureDevOps AzureDevOps `yaml:"azuredevops"`
+	Bitbucket   Bitbucket   `yaml:"bitbucket"`
 	Webhook     Webhook     `yaml:"webhook"`
 	Reconcile   Reconcile   `yaml:"reconcile"`
 	Pools       []Pool      `yaml:"pools"`
@@ -79,7 +80,7 @@ type Pool struct {
 	AzurePool string `yaml:"azure_pool"` // the Azure DevOps agent pool
 	Provider  string `yaml:"provider"`   // docker | aci | kubernetes | memory
 	// Source is the CI system whose jobs the pool serves: azuredevops
-	// (the default; see System).
+	// (the default; see System) or bitbucket.
 	Source         string            `yaml:"source"`
 	MaxAgents      int               `yaml:"max_agents"`
 	MinIdle        int               `yaml:"min_idle"`
@@ -94,6 +95,8 @@ type Pool struct {
 	// it satisfies Agent.Version demands.
 	AgentVersion string `yaml:"agent_version"`
 	Agent        Agent  `yaml:"agent"`
+	// Bitbucket is a bitbucket pool's runners.
+	Bitbucket *BitbucketPool `yaml:"bitbucket"`
 
 	Docker     *Docker     `yaml:"docker"`
 	ACI        *ACI        `yaml:"aci"`

@@ -48,6 +48,7 @@ func applyDefaults(c *Config, set func(key string) bool) {
 	if !set("azuredevops.page_size") {
 		c.AzureDevOps.PageSize = DefaultPageSize
 	}
+	c.Bitbucket.defaults()
 	if !set("reconcile.interval") {
 		c.Reconcile.Interval = DefaultReconcileInterval
 	}
@@ -93,6 +94,10 @@ func applyDefaults(c *Config, set func(key string) bool) {
 		}
 		if p.Agent.Work == "" {
 			p.Agent.Work = DefaultAgentWork
+		}
+
+		if b := p.Bitbucket; b != nil && !set(key("bitbucket.interval")) {
+			b.Interval = DefaultBitbucketInterval
 		}
 
 		// The section of the pool's own provider always exists afterwards,

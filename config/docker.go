@@ -23,6 +23,20 @@ type Docker struct {
 	// Mounts are source:target[:ro|:rw]; a source is an absolute host path
 	// or a volume name.
 	Mounts []string `yaml:"mounts"`
+	// DockerSocket mounts the engine's own socket at /var/run/docker.sock,
+	// for an agent that starts containers on the engine, as a Bitbucket
+	// runner starts its steps'. Risk: the container then controls the
+	// engine, which is root on its host; give it hosts of its own.
+	DockerSocket bool `yaml:"docker_socket"`
+	// ContainerLogs mounts /var/lib/docker/containers read-only, where a
+	// Bitbucket runner reads its step containers' logs. Risk: the logs of
+	// every container on the host are readable in it.
+	ContainerLogs bool `yaml:"container_logs"`
+	// SharedDir is a host directory mounted at the same path, for
+	// containers the agent starts through the socket to see the files it
+	// prepares (a Bitbucket runner's WORKING_DIRECTORY). Risk: the agents
+	// on one host see each other's files there.
+	SharedDir string `yaml:"shared_dir"`
 	// Labels are added to every container, next to the agentscaler.io/ ones.
 	Labels map[string]string `yaml:"labels"`
 	// TokenFile passes secrets as read-only files named by <NAME>_FILE
@@ -107,10 +121,11 @@ func ParseMount(s string) (Mount, error) {
 	return m, nil
 }
 
-// ParsedMounts returns docker.mounts parsed; validation has already
-// refused a configuration with a bad entry.
+// ParsedMounts returns docker.mounts parsed, then the mounts docker_socket,
+// container_logs and shared_dir ask for; validation has already refused a
+// configuration with a bad entry.
 func (d *Docker) ParsedMounts() ([]Mount, error) {
-	out := make([]Mount, 0, len(d.Mounts))
+	out := make([]Mount, 0, len(d.Mounts)+3)
 	for _, s := range d.Mounts {
 		m, err := ParseMount(s)
 		if err != nil {
@@ -118,7 +133,29 @@ func (d *Docker) ParsedMounts() ([]Mount, error) {
 		}
 		out = append(out, m)
 	}
-	return out, nil
+	return append(out, d.optionMounts()...), nil
+}
+
+// DockerSocketPath is where the engine's socket is mounted in a container.
+const DockerSocketPath = "/var/run/docker.sock"
+
+// optionMounts are the mounts of docker_socket, container_logs and shared_dir.
+func (d *Docker) optionMounts() []Mount {
+	var out []Mount
+	if d.DockerSocket {
+		src := DockerSocketPath
+		if rest, ok := strings.CutPrefix(d.Host, "unix://"); ok {
+			src = rest
+		}
+		out = append(out, Mount{Source: src, Target: DockerSocketPath})
+	}
+	if d.ContainerLogs {
+		out = append(out, Mount{Source: "/var/lib/docker/containers", Target: "/var/lib/docker/containers", ReadOnly: true})
+	}
+	if d.SharedDir != "" {
+		out = append(out, Mount{Source: d.SharedDir, Target: d.SharedDir})
+	}
+	return out
 }
 
 func (d *Docker) defaults() {
@@ -156,6 +193,17 @@ func (v *validator) docker(k string, d *Docker) {
 			continue
 		}
 		targets[target] = i
+	}
+	if d.DockerSocket && d.Host != "" && !strings.HasPrefix(d.Host, "unix://") {
+		v.add(k+"docker_socket", "mounts the engine's socket, so host must be a unix:// socket on the machine the containers run on (got %s)", d.Host)
+	}
+	if s := d.SharedDir; s != "" && (!strings.HasPrefix(s, "/") || path.Clean(s) != s || s == "/") {
+		v.add(k+"shared_dir", "must be a clean absolute host path other than /, such as /tmp/runners (got %q)", s)
+	}
+	for _, m := range d.optionMounts() {
+		if j, dup := targets[m.Target]; dup {
+			v.add(k+"mounts", "mounts[%d] mounts %s, which docker_socket, container_logs or shared_dir mounts already; remove one", j, m.Target)
+		}
 	}
 	for _, name := range sortedKeys(d.Labels) {
 		switch {

@@ -80,7 +80,7 @@ var (
 	dnsLabelRE    = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	dnsSubdomRE   = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$`)
 	providerNames = []string{"docker", "aci", "kubernetes", "memory"}
-	sourceNames   = []string{ci.AzureDevOps, ci.GitHub}
+	sourceNames   = []string{ci.AzureDevOps, ci.Bitbucket, ci.GitHub}
 	pullPolicies  = []string{"always", "missing", "never"}
 	osTypes       = []string{"Linux", "Windows"}
 	secretEnvKeys = []string{"TOKEN", "SECRET", "PASSWORD"}
@@ -109,6 +109,9 @@ func (c *Config) validate(getenv func(string) string) []Problem {
 	if len(c.Pools) == 0 || c.Uses(ci.AzureDevOps) {
 		v.azureDevOps(c.AzureDevOps)
 		v.webhook(c.Webhook)
+	}
+	if c.Uses(ci.Bitbucket) {
+		v.bitbucket(c.Bitbucket)
 	}
 	if c.Uses(ci.GitHub) {
 		v.github(c.GitHub)
@@ -344,6 +347,12 @@ func (v *validator) pool(key string, p Pool) {
 	v.oneOf(key+".source", p.System(), sourceNames)
 	if p.AzurePool == "" && p.System() == ci.AzureDevOps {
 		v.add(key+".azure_pool", "required: the name of the Azure DevOps agent pool")
+	}
+	if p.System() == ci.Bitbucket {
+		v.bitbucketPool(key, p)
+	}
+	if p.System() != ci.Bitbucket && p.Bitbucket != nil {
+		v.add(key+".bitbucket", "is set, but source is %s; remove it or set source: bitbucket", p.System())
 	}
 	if p.System() == ci.GitHub {
 		v.githubPool(key, p)

@@ -82,6 +82,7 @@ type Metrics struct {
 	reconcileDur    *prometheus.HistogramVec
 	reconciles      *prometheus.CounterVec
 	azdoRequests    *prometheus.CounterVec
+	sourceRequests  *prometheus.CounterVec
 	rateLimit       prometheus.Gauge
 	jobRequestPages *prometheus.CounterVec
 	jobRequestCuts  *prometheus.CounterVec
@@ -160,6 +161,10 @@ func New(version string) *Metrics {
 			Namespace: namespace, Name: "azuredevops_requests_total",
 			Help: "Azure DevOps REST calls by endpoint and HTTP status code (error when no response arrived).",
 		}, []string{"endpoint", "status"}),
+		sourceRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "source_requests_total",
+			Help: "Calls to a CI system's API other than Azure DevOps (bitbucket), by source, endpoint and HTTP status code (error when no response arrived).",
+		}, []string{"source", "endpoint", "status"}),
 		rateLimit: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "azuredevops_ratelimit_remaining",
 			Help: "Azure DevOps rate-limit budget left in the current window, in TSTU (X-RateLimit-Remaining).",
@@ -216,7 +221,7 @@ func New(version string) *Metrics {
 		buildInfo,
 		m.webhookRequests, m.webhookLag, m.waitingJobs, m.agents, m.providerOps,
 		m.queuedToCreated, m.createdToOnline, m.queuedToAssign, m.jobDuration,
-		m.reconcileDur, m.reconciles, m.azdoRequests, m.rateLimit,
+		m.reconcileDur, m.reconciles, m.azdoRequests, m.sourceRequests, m.rateLimit,
 		m.jobRequestPages, m.jobRequestCuts,
 		m.poolMaxAgents, m.poolMinIdle, m.parallelJobs,
 	)
@@ -350,6 +355,17 @@ func (m *Metrics) AzureDevOpsRequest(endpoint string, status int) {
 		return
 	}
 	m.azdoRequests.WithLabelValues(m.endpoints.value(endpoint), statusLabel(status)).Inc()
+}
+
+// SourceRequest counts one call to a CI system's API (bitbucket, github):
+// endpoint names the route or operation from the source's fixed set
+// (runners, runner_state, generate_jitconfig, ...), never a URL; status is
+// the HTTP status code, or 0 when no response arrived.
+func (m *Metrics) SourceRequest(source, endpoint string, status int) {
+	if m == nil {
+		return
+	}
+	m.sourceRequests.WithLabelValues(m.sources.value(source), m.endpoints.value(endpoint), statusLabel(status)).Inc()
 }
 
 // RateLimitRemaining sets the Azure DevOps rate-limit budget left, in TSTU.

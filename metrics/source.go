@@ -7,12 +7,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// sourceMetrics are the CI systems' API calls and rate-limit budgets, by
-// source (github; Azure DevOps keeps its azuredevops_* names). Registered
-// on first use, so a process serving no such system exports none.
+// sourceMetrics are the CI systems' rate-limit budgets, by source (github;
+// Azure DevOps keeps its azuredevops_* names). Registered on first use, so
+// a process serving no such system exports none.
 type sourceMetrics struct {
 	once      sync.Once
-	requests  *prometheus.CounterVec
 	remaining *prometheus.GaugeVec
 	limit     *prometheus.GaugeVec
 	reset     *prometheus.GaugeVec
@@ -21,10 +20,6 @@ type sourceMetrics struct {
 func (m *Metrics) sourceVecs() *sourceMetrics {
 	s := &m.source
 	s.once.Do(func() {
-		s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "source_requests_total",
-			Help: "CI system REST calls by source, operation and outcome (ok, not_found, conflict, rate_limited, error).",
-		}, []string{"source", "operation", "outcome"})
 		s.remaining = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "source_ratelimit_remaining",
 			Help: "Requests left in the CI system's rate-limit window (x-ratelimit-remaining), by source.",
@@ -37,18 +32,9 @@ func (m *Metrics) sourceVecs() *sourceMetrics {
 			Namespace: namespace, Name: "source_ratelimit_reset_timestamp_seconds",
 			Help: "When the rate-limit window resets (x-ratelimit-reset), Unix seconds, by source.",
 		}, []string{"source"})
-		m.reg.MustRegister(s.requests, s.remaining, s.limit, s.reset)
+		m.reg.MustRegister(s.remaining, s.limit, s.reset)
 	})
 	return s
-}
-
-// SourceRequest counts one call to a CI system's API. operation and outcome
-// come from the source's fixed sets, never from a caller.
-func (m *Metrics) SourceRequest(source, operation, outcome string) {
-	if m == nil {
-		return
-	}
-	m.sourceVecs().requests.WithLabelValues(source, operation, outcome).Inc()
 }
 
 // SourceRateLimit sets a CI system's rate-limit budget as its last answer

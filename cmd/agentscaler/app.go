@@ -31,8 +31,10 @@ type app struct {
 	metrics *metrics.Metrics
 	deps    deps
 	hooks   map[string]http.Handler // each CI system's webhook, by route name
-	scaler  *scaler.Scaler
-	pusher  *metrics.Pusher // nil unless metrics.push (or AGENTSCALER_PUSHGATEWAY_URL) is set
+	// intervals are the pools reconciled on their own period, by pool.
+	intervals map[string]time.Duration
+	scaler    *scaler.Scaler
+	pusher    *metrics.Pusher // nil unless metrics.push (or AGENTSCALER_PUSHGATEWAY_URL) is set
 }
 
 // deps lets tests and the demo hand in what would otherwise be built from
@@ -58,9 +60,12 @@ type poolSource struct {
 	// spec returns the agent spec of the instance named name: image,
 	// resources, environment, secrets (scaler.Pool.Spec).
 	spec func(ctx context.Context, name string) (providers.AgentSpec, error)
-	// noPlaceholder: the system queues jobs for a pool with no agent, so
-	// the pool keeps no placeholder agent.
-	noPlaceholder bool
+	// interval, when set, is the pool's own reconcile period in serve,
+	// for a system whose state is its only signal (Bitbucket).
+	interval time.Duration
+	// provider, when set, wraps the pool's provider: a system whose agents
+	// are registered at create time and deleted with their instance.
+	provider func(providers.Provider) providers.Provider
 }
 
 // systemFactories holds the CI systems compiled into this build, by the
@@ -86,7 +91,7 @@ var providerFactories = map[string]providerFactory{
 }
 
 func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv func(string) string, d deps) (*app, error) {
-	a := &app{cfg: cfg, getenv: getenv, log: log, metrics: metrics.New(version), deps: d, hooks: map[string]http.Handler{}}
+	a := &app{cfg: cfg, getenv: getenv, log: log, metrics: metrics.New(version), deps: d, hooks: map[string]http.Handler{}, intervals: map[string]time.Duration{}}
 	var err error
 	if a.pusher, err = newPusher(a.metrics, cfg.Metrics.Push, getenv, log); err != nil {
 		return nil, err
@@ -110,8 +115,13 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv fu
 		if err != nil {
 			return nil, fmt.Errorf("pool %s: %w", pc.Name, err)
 		}
+		if ps.provider != nil {
+			prov = ps.provider(prov)
+		}
+		if ps.interval > 0 {
+			a.intervals[pc.Name] = ps.interval
+		}
 		policy := scaler.PolicyFor(pc, ps.naming)
-		policy.Placeholder = !ps.noPlaceholder
 		pools = append(pools, scaler.Pool{
 			Policy:       policy,
 			System:       pc.System(),

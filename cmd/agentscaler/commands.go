@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/agentscaler/agentscaler/config"
@@ -79,6 +80,12 @@ func (a *app) serve(ctx context.Context, addr string, onListen func(string)) err
 		go func() { defer close(pushed); a.pusher.Run(pushCtx) }()
 		defer func() { stopPush(); <-pushed }()
 	}
+	tickCtx, stopTicks := context.WithCancel(ctx)
+	var ticks sync.WaitGroup
+	defer func() { stopTicks(); ticks.Wait() }()
+	for pool, every := range a.intervals {
+		ticks.Go(func() { a.tickEvery(tickCtx, pool, every) })
+	}
 	return functions.Serve(ctx, functions.ServeOptions{
 		Handler:    a.handler(),
 		Addr:       addr,
@@ -88,6 +95,22 @@ func (a *app) serve(ctx context.Context, addr string, onListen func(string)) err
 		Logger:     a.log,
 		OnListen:   onListen,
 	})
+}
+
+// tickEvery triggers a reconcile of the pool every period until ctx ends,
+// beside the timer of every pool: a pool whose CI system sends no events
+// (Bitbucket) is looked at on its own short period.
+func (a *app) tickEvery(ctx context.Context, pool string, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			a.scaler.Tick(pool)
+		}
+	}
 }
 
 // jsonAction is one line of `reconcile --output json`.

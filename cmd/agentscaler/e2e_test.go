@@ -46,26 +46,10 @@ func TestDockerEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and runs 17 containers")
 	}
-	eng := dockertest.Shared(t)
-	prov, err := docker.New(docker.Options{Host: eng.Host})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { prov.Close() })
-	// Without nodemo: the agent image runs the demo's test-agent command.
-	bin, err := os.ReadFile(buildBinary(t, "lambda.norpc"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	const image = "agentscaler-e2e-agent:test"
+	eng, prov := testAgentImage(t, image)
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
-	if err := prov.ImportImage(ctx, image, docker.Image{
-		Files:      map[string][]byte{agentImagePath: bin},
-		Entrypoint: []string{agentImagePath, testAgentCommand},
-	}); err != nil {
-		t.Fatal(err)
-	}
 
 	emu := startEmulator(t, adoemu.Options{AutoAssign: true, ParallelJobs: 50})
 	emu.AddPool("Tools")
@@ -312,6 +296,32 @@ pools:
 		t.Logf("median hook received -> container running: %s; container running -> job started: %s (%d jobs)",
 			median(hookToRunning).Round(time.Millisecond), median(runningToStarted).Round(time.Millisecond), len(hookToRunning))
 	}
+}
+
+// testAgentImage imports an image of this binary (without nodemo, so it
+// runs the demo's test-agent command) into the shared private engine, and
+// returns the engine and a provider on it.
+func testAgentImage(t *testing.T, image string) (*dockertest.Engine, *docker.Provider) {
+	t.Helper()
+	eng := dockertest.Shared(t)
+	prov, err := docker.New(docker.Options{Host: eng.Host})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { prov.Close() })
+	bin, err := os.ReadFile(buildBinary(t, "lambda.norpc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
+	if err := prov.ImportImage(ctx, image, docker.Image{
+		Files:      map[string][]byte{agentImagePath: bin},
+		Entrypoint: []string{agentImagePath, testAgentCommand},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return eng, prov
 }
 
 func sum(values iter.Seq[int]) int {

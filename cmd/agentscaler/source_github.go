@@ -35,7 +35,7 @@ func newGitHub(_ context.Context, a *app) (ciSystem, error) {
 	}
 	opt := github.Options{
 		BaseURL: cfg.URL, Org: cfg.Org, Repo: cfg.Repo, RunnerGroupID: cfg.RunnerGroupID,
-		Observe:          func(op, outcome string) { a.metrics.SourceRequest(ci.GitHub, op, outcome) },
+		Observe:          func(op string, status int) { a.metrics.SourceRequest(ci.GitHub, op, status) },
 		ObserveRateLimit: func(rem, limit int, reset time.Time) { a.metrics.SourceRateLimit(ci.GitHub, rem, limit, reset) },
 		UserAgent:        "agentscaler/" + version,
 	}
@@ -84,7 +84,7 @@ func appTransport(cfg *config.GitHub, getenv func(string) string) (http.RoundTri
 
 func (s *gitHub) pool(pc config.Pool) (poolSource, error) {
 	src := github.NewSource(s.client, s.jobs, pc.Name, pc.Labels)
-	return poolSource{source: src, naming: github.Naming, pace: s.client.Pace, spec: s.specFunc(pc, src), noPlaceholder: true}, nil
+	return poolSource{source: src, naming: github.Naming, pace: s.client.Pace, spec: s.specFunc(pc, src)}, nil
 }
 
 func (s *gitHub) hook() http.Handler {

@@ -62,9 +62,9 @@ type Options struct {
 	HTTPClient *http.Client
 	// MaxRunnerPages bounds the runner listing, in pages of 100.
 	MaxRunnerPages int
-	// Observe, when set, is told each call's operation and outcome (ok,
-	// not_found, conflict, rate_limited, error).
-	Observe func(op, outcome string)
+	// Observe, when set, is told each call's operation and HTTP status (0
+	// when no answer came).
+	Observe func(op string, status int)
 	// ObserveRateLimit, when set, is told the budget each answer reports.
 	ObserveRateLimit func(remaining, limit int, reset time.Time)
 	UserAgent        string
@@ -173,7 +173,11 @@ func (c *Client) done(op string, resp *gh.Response, err error) error {
 		outcome = "error"
 	}
 	if c.opt.Observe != nil {
-		c.opt.Observe(op, outcome)
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		c.opt.Observe(op, status)
 	}
 	if outcome == "error" || outcome == "rate_limited" {
 		err = fmt.Errorf("github %s: %w", op, err)

@@ -105,6 +105,9 @@ func Main(ctx context.Context, getenv func(string) string, stdout, stderr io.Wri
 	if jitMode(getenv) { // a GitHub just-in-time runner (jitrunner.go)
 		return runJIT(ctx, getenv, stdout, stderr)
 	}
+	if getenv("RUNNER_UUID") != "" { // a Bitbucket runner (runner.go)
+		return runRunner(ctx, getenv, stdout, stderr)
+	}
 	return run(ctx, getenv, os.Environ(), stdout, stderr)
 }
 
