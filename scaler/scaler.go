@@ -194,6 +194,7 @@ func (s *Scaler) Observe(ctx context.Context, pool string) (Observation, error) 
 		return o, fmt.Errorf("pool %s: %w", pool, err)
 	}
 	o.Now = s.clock.Now()
+	o.MinIdle = p.minIdleAt(o.Now)
 	return o, nil
 }
 
