@@ -290,10 +290,7 @@ func (pl *planner) create() {
 // slots are created up to min_idle.
 func (pl *planner) warm() {
 	p := pl.p
-	minIdle := p.MinIdle
-	if pl.o.MinIdle != nil {
-		minIdle = *pl.o.MinIdle
-	}
+	minIdle := warmTarget(p, pl.o)
 	pending := len(pl.waiting) > 0 || unsure(pl.o.Agents)
 	idle := 0
 	for _, in := range pl.spare {

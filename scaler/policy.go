@@ -46,3 +46,12 @@ func (p Policy) minIdleAt(t time.Time) *int {
 	}
 	return nil
 }
+
+// warmTarget is the warm agents the plan keeps: the observation's scheduled
+// target when it has one, else the policy's min_idle.
+func warmTarget(p Policy, o Observation) int {
+	if o.MinIdle != nil {
+		return *o.MinIdle
+	}
+	return p.MinIdle
+}

@@ -66,14 +66,14 @@ func TestPlanStandbyTarget(t *testing.T) {
 	}
 }
 
-// stubSource is a pool with no agents and no jobs.
-type stubSource struct{}
+// stubSource is a pool with agents and no jobs.
+type stubSource struct{ agents []ci.Agent }
 
-func (stubSource) Agents(context.Context) ([]ci.Agent, error)        { return nil, nil }
-func (stubSource) Jobs(context.Context) ([]ci.Job, error)            { return nil, nil }
-func (stubSource) Free(context.Context) (int, error)                 { return -1, nil }
-func (stubSource) Unregister(context.Context, int64) error           { return nil }
-func (stubSource) RegisterPlaceholder(context.Context, string) error { return nil }
+func (s *stubSource) Agents(context.Context) ([]ci.Agent, error)      { return s.agents, nil }
+func (*stubSource) Jobs(context.Context) ([]ci.Job, error)            { return nil, nil }
+func (*stubSource) Free(context.Context) (int, error)                 { return -1, nil }
+func (*stubSource) Unregister(context.Context, int64) error           { return nil }
+func (*stubSource) RegisterPlaceholder(context.Context, string) error { return nil }
 
 // TestObserveStandbyTarget: the scaler reads the target off the schedule at
 // its clock's time, so the plan warms agents at 08:00 in the pool's zone.
@@ -89,7 +89,7 @@ func TestObserveStandbyTarget(t *testing.T) {
 		Schedules: []config.Schedule{{Cron: "0 8 * * 1-5", MinIdle: 3}, {Cron: "0 19 * * 1-5", MinIdle: 0}}}
 	mem := memory.New(memory.Options{Now: clock.Now})
 	s := New(Options{Clock: clock, Pools: []Pool{{
-		Policy: PolicyFor(pc, ci.Requests), Source: stubSource{}, Provider: mem, ProviderName: "memory",
+		Policy: PolicyFor(pc, ci.Requests), Source: &stubSource{}, Provider: mem, ProviderName: "memory",
 		Spec: func(context.Context) (providers.AgentSpec, error) { return providers.AgentSpec{Image: "x"}, nil },
 	}}})
 	ctx := context.Background()
