@@ -219,3 +219,65 @@ func TestSimulateErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestSimulateSchedule: a pool's standby schedule, from the file or from
+// --schedule, runs next to the same policy without it. Three warm agents
+// from 08:00 to 19:00 halve the mean wait of a working day for a fraction
+// of the idle time three all day cost.
+func TestSimulateSchedule(t *testing.T) {
+	trace := generateTrace(t)
+	cfg := filepath.Join(t.TempDir(), "agentscaler.yaml")
+	if err := os.WriteFile(cfg, []byte(`azuredevops:
+  url: https://dev.azure.com/contoso
+  token_env: UNSET_TOKEN_FOR_SIMULATE
+webhook:
+  basic_auth: {username: azdo, password_env: UNSET_PASSWORD_FOR_SIMULATE}
+pools:
+  - name: linux
+    azure_pool: Default
+    max_agents: 60
+    agent: {image: azp-agent:linux}
+    timezone: UTC
+    schedules:
+      - {cron: "0 8 * * 1-5", min_idle: 3}
+      - {cron: "0 19 * * 1-5", min_idle: 0}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fromFile := runSimulate(t, "--config", cfg, "--trace", trace, "--policy", "webhook", "--policy", "static:5", "--output", "json")
+	if len(fromFile) != 3 {
+		t.Fatalf("policies %v: want webhook+schedule, webhook and static:5 (a static pool has no scaler to follow a schedule)", fromFile)
+	}
+	fromFlags := runSimulate(t, "--trace", trace, "--max-agents", "60", "--policy", "webhook", "--output", "json",
+		"--schedule", "0 8 * * 1-5=3", "--schedule", "0 19 * * 1-5=0")
+	always := runSimulate(t, "--trace", trace, "--max-agents", "60", "--min-idle", "3", "--policy", "webhook", "--output", "json")["webhook"]
+
+	sched, plain := fromFile["webhook+schedule"], fromFile["webhook"]
+	if fromFlags["webhook+schedule"] != sched || fromFlags["webhook"] != plain {
+		t.Errorf("--schedule and the file's schedules differ:\n%+v\n%+v", fromFlags, fromFile)
+	}
+	if plain.IdleAgentSeconds != 0 || sched.IdleAgentSeconds <= 0 {
+		t.Errorf("idle agent-seconds: %v without the schedule (want 0), %v with it (want some)", plain.IdleAgentSeconds, sched.IdleAgentSeconds)
+	}
+	// Warm agents idle at most their 11 hours each, plus moments of job
+	// agents that came online as their job went to another.
+	if limit := 3*11*3600.0 + 600; sched.IdleAgentSeconds > limit || sched.IdleAgentSeconds >= always.IdleAgentSeconds/2 {
+		t.Errorf("idle with the schedule %v s, min_idle 3 all day %v s: want at most %v and under half", sched.IdleAgentSeconds, always.IdleAgentSeconds, limit)
+	}
+	if sched.WaitMean >= plain.WaitMean*0.75 {
+		t.Errorf("mean wait %v s with the schedule, %v s without: want a quarter less at least", sched.WaitMean, plain.WaitMean)
+	}
+	if sched.Unserved != 0 || sched.DuplicateAgents != 0 {
+		t.Errorf("with the schedule: %d unserved, %d duplicates", sched.Unserved, sched.DuplicateAgents)
+	}
+
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), []string{"simulate", "--trace", trace, "--schedule", "0 25 * * *=1"}, &out, &errOut, testEnv)
+	if err == nil || !strings.Contains(err.Error(), "pool.schedules[0].cron") {
+		t.Errorf("an hour of 25: %v, want the entry named", err)
+	}
+	err = run(context.Background(), []string{"simulate", "--trace", trace, "--timezone", "UTC"}, &out, &errOut, testEnv)
+	if err == nil || !strings.Contains(err.Error(), "--timezone is for --schedule") {
+		t.Errorf("--timezone alone: %v", err)
+	}
+}
