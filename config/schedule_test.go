@@ -7,14 +7,20 @@ import (
 	"testing"
 )
 
+// loadSchedules loads a file whose pool has max_agents, timezone and the
+// schedule entries given, each written as a YAML flow mapping.
+func loadSchedules(t *testing.T, maxAgents int, timezone string, entries ...string) (*Config, error) {
+	t.Helper()
+	pool := fmt.Sprintf("    max_agents: %d\n    timezone: %s\n    schedules:\n", maxAgents, timezone)
+	for _, e := range entries {
+		pool += "      - " + e + "\n"
+	}
+	return Load(writeTemp(t, base("", pool)), fileEnv)
+}
+
 // TestSchedulesLoad: a working-day schedule in a time zone loads as written.
 func TestSchedulesLoad(t *testing.T) {
-	cfg, err := Load(writeTemp(t, base("", `    max_agents: 20
-    timezone: Europe/Berlin
-    schedules:
-      - {cron: "0 8 * * 1-5", min_idle: 3}
-      - {cron: "0 19 * * 1-5", min_idle: 0}
-`)), fileEnv)
+	cfg, err := loadSchedules(t, 20, "Europe/Berlin", `{cron: "0 8 * * 1-5", min_idle: 3}`, `{cron: "0 19 * * 1-5", min_idle: 0}`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,18 +34,15 @@ func TestSchedulesLoad(t *testing.T) {
 // TestSchedulesRefused: each mistake is named by its key, at its line, with
 // the fix.
 func TestSchedulesRefused(t *testing.T) {
-	_, err := Load(writeTemp(t, base("", `    max_agents: 4
-    timezone: Europe/Berlinn
-    schedules:
-      - {cron: "0 8 * * 1-5", min_idle: 5}
-      - {cron: "0 8 * *", min_idle: 0}
-      - {cron: "@every 1h", min_idle: 1}
-      - {cron: "0 19 * * 1-5"}
-      - {cron: "0  8 * * 1-5", min_idle: -1}
-      - {cron: "0 0 30 2 *", min_idle: 1}
-`)), fileEnv)
+	_, err := loadSchedules(t, 4, "Europe/Berlinn",
+		`{cron: "0 8 * * 1-5", min_idle: 5}`,
+		`{cron: "0 8 * *", min_idle: 0}`,
+		`{cron: "@every 1h", min_idle: 1}`,
+		`{cron: "0 19 * * 1-5"}`,
+		`{cron: "0  8 * * 1-5", min_idle: -1}`,
+		`{cron: "0 0 30 2 *", min_idle: 1}`)
 	saysProblems(t, err, map[string]string{
-		"pools[0].timezone":             `"Europe/Berlinn" is not an IANA time zone name`,
+		"pools[0].timezone":              `"Europe/Berlinn" is not an IANA time zone name`,
 		"pools[0].schedules[0].min_idle": "must be between 0 and max_agents, 4 (got 5)",
 		"pools[0].schedules[1].cron":     "expected exactly 5 fields",
 		"pools[0].schedules[2].cron":     "@every counts from an arbitrary start",
@@ -56,12 +59,11 @@ func TestSchedulesRefused(t *testing.T) {
 }
 
 func TestSchedulesBounded(t *testing.T) {
-	var b strings.Builder
-	b.WriteString("    max_agents: 4\n    schedules:\n")
+	var entries []string
 	for i := range maxSchedules + 1 {
-		fmt.Fprintf(&b, "      - {cron: \"%d %d * * *\", min_idle: 1}\n", i%60, i/60)
+		entries = append(entries, fmt.Sprintf(`{cron: "%d %d * * *", min_idle: 1}`, i%60, i/60))
 	}
-	_, err := Load(writeTemp(t, base("", b.String())), fileEnv)
+	_, err := loadSchedules(t, 4, "UTC", entries...)
 	saysProblems(t, err, map[string]string{"pools[0].schedules": "holds 51 entries; at most 50 are accepted"})
 }
 

@@ -9,34 +9,15 @@ import (
 	"github.com/agentscaler/agentscaler/config"
 	"github.com/agentscaler/agentscaler/internal/fakeclock"
 	"github.com/agentscaler/agentscaler/metrics"
+	"github.com/agentscaler/agentscaler/metrics/metricstest"
 	"github.com/agentscaler/agentscaler/providers"
 	"github.com/agentscaler/agentscaler/providers/memory"
 )
 
-// agentSeconds reads agentscaler_agent_seconds_total{pool="linux"} by state
-// from the registry, as a scrape would see it.
+// agentSeconds reads agentscaler_agent_seconds_total{pool="linux"} by state.
 func agentSeconds(t *testing.T, m *metrics.Metrics) map[string]float64 {
 	t.Helper()
-	mfs, err := m.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]float64{}
-	for _, mf := range mfs {
-		if mf.GetName() != "agentscaler_agent_seconds_total" {
-			continue
-		}
-		for _, s := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range s.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["pool"] == "linux" {
-				out[labels["state"]] = s.GetCounter().GetValue()
-			}
-		}
-	}
-	return out
+	return metricstest.ByLabel(t, m.Registry(), "agentscaler_agent_seconds_total", map[string]string{"pool": "linux"}, "state")
 }
 
 // TestAgentSecondsBetweenPasses: each pass adds the time since the previous
@@ -104,17 +85,11 @@ func TestMinIdleGaugeFollowsTheSchedule(t *testing.T) {
 		Spec: func(context.Context) (providers.AgentSpec, error) { return providers.AgentSpec{Image: "x"}, nil },
 	}}})
 	gauge := func() float64 {
-		mfs, err := m.Registry().Gather()
-		if err != nil {
-			t.Fatal(err)
+		v, ok := metricstest.ByLabel(t, m.Registry(), "agentscaler_pool_min_idle", nil, "pool")["linux"]
+		if !ok {
+			t.Fatal("no agentscaler_pool_min_idle")
 		}
-		for _, mf := range mfs {
-			if mf.GetName() == "agentscaler_pool_min_idle" {
-				return mf.GetMetric()[0].GetGauge().GetValue()
-			}
-		}
-		t.Fatal("no agentscaler_pool_min_idle")
-		return 0
+		return v
 	}
 	if got := gauge(); got != 1 {
 		t.Errorf("before any pass: %v, want the configured min_idle 1", got)

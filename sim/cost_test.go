@@ -7,37 +7,8 @@ import (
 
 	"github.com/agentscaler/agentscaler/config"
 	"github.com/agentscaler/agentscaler/metrics"
+	"github.com/agentscaler/agentscaler/metrics/metricstest"
 )
-
-// meteredSeconds reads agentscaler_agent_seconds_total{pool="linux"} by state.
-func meteredSeconds(t *testing.T, m *metrics.Metrics) map[string]float64 {
-	t.Helper()
-	mfs, err := m.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]float64{}
-	for _, mf := range mfs {
-		if mf.GetName() != "agentscaler_agent_seconds_total" {
-			continue
-		}
-		for _, s := range mf.GetMetric() {
-			var pool, state string
-			for _, l := range s.GetLabel() {
-				switch l.GetName() {
-				case "pool":
-					pool = l.GetValue()
-				case "state":
-					state = l.GetValue()
-				}
-			}
-			if pool == "linux" {
-				out[state] = s.GetCounter().GetValue()
-			}
-		}
-	}
-	return out
-}
 
 // TestAgentSecondsMatchTheMetric: the simulator's agent-seconds and idle
 // agent-seconds are the integral, event by event, of the states the
@@ -53,7 +24,7 @@ func TestAgentSecondsMatchTheMetric(t *testing.T) {
 		t.Run(policy, func(t *testing.T) {
 			m := metrics.New("sim")
 			r := mustRun(t, jobs, policy, Options{Pool: pool, StartLatency: fixed(30 * time.Second), HookDelay: time.Second, Seed: 1, Metrics: m})
-			got := meteredSeconds(t, m)
+			got := metricstest.ByLabel(t, m.Registry(), "agentscaler_agent_seconds_total", map[string]string{"pool": "linux"}, "state")
 			total := got["starting"] + got["idle"] + got["busy"]
 			t.Logf("%s: simulated %.0f agent-s (%.0f idle), metered %.0f (%.0f idle; starting %.0f, busy %.0f)",
 				policy, r.AgentSeconds, r.IdleAgentSeconds, total, got["idle"], got["starting"], got["busy"])

@@ -53,7 +53,7 @@ func Location(name string) (*time.Location, error) {
 	case "":
 		return time.UTC, nil
 	case "Local":
-		return nil, errors.New("Local depends on the host's settings; name the zone, such as Europe/Berlin or UTC")
+		return nil, errors.New("the zone Local depends on the host's settings; name the zone, such as Europe/Berlin or UTC")
 	}
 	loc, err := time.LoadLocation(name)
 	if err != nil {

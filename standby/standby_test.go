@@ -22,7 +22,9 @@ var workingDay = []Entry{{"0 8 * * 1-5", 3}, {"0 19 * * 1-5", 0}}
 func TestTargetWorkingDay(t *testing.T) {
 	berlin, _ := time.LoadLocation("Europe/Berlin")
 	s := mustCompile(t, "Europe/Berlin", workingDay...)
-	at := func(day, hour, minute int) time.Time { return time.Date(2026, time.March, day, hour, minute, 0, 0, berlin) }
+	at := func(day, hour, minute int) time.Time {
+		return time.Date(2026, time.March, day, hour, minute, 0, 0, berlin)
+	}
 	tests := []struct {
 		name string
 		t    time.Time

@@ -140,8 +140,10 @@ func TestSimulateHookLoss(t *testing.T) {
 
 // TestSimulatePoolFromConfig takes the pool from a configuration file whose
 // secrets are not set, and its reconcile interval for the webhook timer.
-func TestSimulatePoolFromConfig(t *testing.T) {
-	trace := generateTrace(t)
+// simConfig writes a configuration file with the pools given, whose
+// secrets' variables are unset: a simulation reads none.
+func simConfig(t *testing.T, pools string) string {
+	t.Helper()
 	cfg := filepath.Join(t.TempDir(), "agentscaler.yaml")
 	if err := os.WriteFile(cfg, []byte(`azuredevops:
   url: https://dev.azure.com/contoso
@@ -149,16 +151,22 @@ func TestSimulatePoolFromConfig(t *testing.T) {
 webhook:
   basic_auth: {username: azdo, password_env: UNSET_PASSWORD_FOR_SIMULATE}
 pools:
-  - name: linux
+`+pools), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func TestSimulatePoolFromConfig(t *testing.T) {
+	trace := generateTrace(t)
+	cfg := simConfig(t, `  - name: linux
     azure_pool: Default
     agent: {image: azp-agent:linux}
   - name: small
     azure_pool: Small
     max_agents: 3
     agent: {image: azp-agent:linux}
-`), 0o600); err != nil {
-		t.Fatal(err)
-	}
+`)
 	got := runSimulate(t, "--config", cfg, "--pool", "small", "--trace", trace, "--policy", "webhook", "--output", "json")["webhook"]
 	if got.PeakAgents != 3 || got.Unserved != 0 {
 		t.Errorf("peak %d agents, unserved %d; want the pool's max_agents 3 and all served", got.PeakAgents, got.Unserved)
@@ -226,14 +234,7 @@ func TestSimulateErrors(t *testing.T) {
 // of the idle time three all day cost.
 func TestSimulateSchedule(t *testing.T) {
 	trace := generateTrace(t)
-	cfg := filepath.Join(t.TempDir(), "agentscaler.yaml")
-	if err := os.WriteFile(cfg, []byte(`azuredevops:
-  url: https://dev.azure.com/contoso
-  token_env: UNSET_TOKEN_FOR_SIMULATE
-webhook:
-  basic_auth: {username: azdo, password_env: UNSET_PASSWORD_FOR_SIMULATE}
-pools:
-  - name: linux
+	cfg := simConfig(t, `  - name: linux
     azure_pool: Default
     max_agents: 60
     agent: {image: azp-agent:linux}
@@ -241,9 +242,7 @@ pools:
     schedules:
       - {cron: "0 8 * * 1-5", min_idle: 3}
       - {cron: "0 19 * * 1-5", min_idle: 0}
-`), 0o600); err != nil {
-		t.Fatal(err)
-	}
+`)
 	fromFile := runSimulate(t, "--config", cfg, "--trace", trace, "--policy", "webhook", "--policy", "static:5", "--output", "json")
 	if len(fromFile) != 3 {
 		t.Fatalf("policies %v: want webhook+schedule, webhook and static:5 (a static pool has no scaler to follow a schedule)", fromFile)
