@@ -80,10 +80,16 @@ type Pool struct {
 	AzurePool string `yaml:"azure_pool"` // the Azure DevOps agent pool
 	Provider  string `yaml:"provider"`   // docker | aci | kubernetes | memory
 	// Source is the CI system whose jobs the pool serves: azuredevops
-	// (the default; see System) or bitbucket.
-	Source         string            `yaml:"source"`
-	MaxAgents      int               `yaml:"max_agents"`
-	MinIdle        int               `yaml:"min_idle"`
+	// (the default; see System), bitbucket or github.
+	Source    string `yaml:"source"`
+	MaxAgents int    `yaml:"max_agents"`
+	MinIdle   int    `yaml:"min_idle"`
+	// Schedules change min_idle by time of day: from each time an entry's
+	// cron expression fires, in Timezone (an IANA name, UTC when empty),
+	// the pool keeps the entry's min_idle; MinIdle applies when no entry
+	// fired in the past week. See package standby.
+	Schedules      []Schedule        `yaml:"schedules"`
+	Timezone       string            `yaml:"timezone"`
 	StartupTimeout time.Duration     `yaml:"startup_timeout"`
 	MaxLifetime    time.Duration     `yaml:"max_lifetime"`
 	FailureBackoff time.Duration     `yaml:"failure_backoff"`
@@ -101,6 +107,13 @@ type Pool struct {
 	Docker     *Docker     `yaml:"docker"`
 	ACI        *ACI        `yaml:"aci"`
 	Kubernetes *Kubernetes `yaml:"kubernetes"`
+}
+
+// Schedule is one standby schedule entry: from each time Cron fires, keep
+// MinIdle warm agents.
+type Schedule struct {
+	Cron    string `yaml:"cron"`
+	MinIdle int    `yaml:"min_idle"`
 }
 
 // Agent describes the container that runs one agent.

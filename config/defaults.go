@@ -80,6 +80,11 @@ func applyDefaults(c *Config, set func(key string) bool) {
 		if !set(key("min_idle")) {
 			p.MinIdle = DefaultMinIdle
 		}
+		for j := range p.Schedules {
+			if !set(key(fmt.Sprintf("schedules[%d].min_idle", j))) {
+				p.Schedules[j].MinIdle = unsetMinIdle
+			}
+		}
 		if !set(key("startup_timeout")) {
 			p.StartupTimeout = DefaultStartupTimeout
 		}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"regexp"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/agentscaler/agentscaler/ci"
 	"github.com/agentscaler/agentscaler/providers"
+	"github.com/agentscaler/agentscaler/standby"
 )
 
 // Problem is one thing wrong with a configuration.
@@ -390,6 +392,7 @@ func (v *validator) policy(key string, p Pool) {
 	} else if p.MinIdle > p.MaxAgents && p.MaxAgents >= 1 {
 		v.add(key+".min_idle", "must not exceed max_agents (got %d, max_agents %d)", p.MinIdle, p.MaxAgents)
 	}
+	v.schedules(key, p)
 	checkLimit(v, key+".startup_timeout", p.StartupTimeout, startupTimeoutLimit)
 	checkLimit(v, key+".max_lifetime", p.MaxLifetime, maxLifetimeLimit)
 	checkLimit(v, key+".failure_backoff", p.FailureBackoff, failureBackoffLimit)
@@ -402,6 +405,52 @@ func (v *validator) policy(key string, p Pool) {
 	for name := range p.Capabilities {
 		if strings.TrimSpace(name) == "" {
 			v.add(key+".capabilities", "a capability has an empty name")
+		}
+	}
+}
+
+// maxSchedules bounds a pool's standby schedule: a working week of shifts
+// takes a handful of entries, and each is evaluated at every pass.
+const maxSchedules = 50
+
+// unsetMinIdle marks a schedule entry written without min_idle (see
+// applyDefaults), so that validation asks for it rather than keeping no
+// warm agent without a word.
+const unsetMinIdle = math.MinInt
+
+// schedules checks a pool's standby schedule: its time zone, each cron
+// expression, and each entry's min_idle, 0 to max_agents.
+func (v *validator) schedules(key string, p Pool) {
+	if len(p.Schedules) == 0 {
+		if p.Timezone != "" {
+			v.add(key+".timezone", `is set, but the pool has no schedules; remove it, or add schedules such as [{cron: "0 8 * * 1-5", min_idle: 3}, {cron: "0 19 * * 1-5", min_idle: 0}]`)
+		}
+		return
+	}
+	if len(p.Schedules) > maxSchedules {
+		v.add(key+".schedules", "holds %d entries; at most %d are accepted: a working week of shifts takes a handful, one per change of min_idle", len(p.Schedules), maxSchedules)
+		return
+	}
+	loc, err := standby.Location(p.Timezone)
+	if err != nil {
+		v.add(key+".timezone", "%v", err)
+		loc = time.UTC
+	}
+	first := map[string]int{}
+	for j, e := range p.Schedules {
+		k := fmt.Sprintf("%s.schedules[%d]", key, j)
+		if _, err := standby.Parse(e.Cron, loc); err != nil {
+			v.add(k+".cron", "%q: %v", e.Cron, err)
+		} else if norm := strings.Join(strings.Fields(e.Cron), " "); first[norm] > 0 {
+			v.add(k+".cron", "%q is also the expression of schedules[%d], and the later entry wins when both fire; keep one", e.Cron, first[norm]-1)
+		} else {
+			first[norm] = j + 1
+		}
+		switch {
+		case e.MinIdle == unsetMinIdle:
+			v.add(k+".min_idle", "required: the warm agents to keep from when cron fires, 0 to max_agents (%d)", p.MaxAgents)
+		case e.MinIdle < 0 || e.MinIdle > p.MaxAgents:
+			v.add(k+".min_idle", "must be between 0 and max_agents, %d (got %d)", p.MaxAgents, e.MinIdle)
 		}
 	}
 }

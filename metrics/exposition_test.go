@@ -25,6 +25,7 @@ func recordAll(m *Metrics) {
 	m.WebhookLag("azuredevops", 800*time.Millisecond)
 	m.SetWaitingJobs("linux", 3)
 	m.SetAgents("linux", map[string]int{AgentStarting: 1, AgentBusy: 2})
+	m.AddAgentSeconds("linux", map[string]int{AgentStarting: 1, AgentIdle: 3, AgentBusy: 2}, 30*time.Second)
 	m.ProviderOperation("docker", "create", ResultOK)
 	m.ProviderOperation("docker", "create", "image")
 	m.QueuedToCreated("linux", 2*time.Second)

@@ -8,7 +8,11 @@
 //
 // Gauges are written from the truth observed at each reconcile rather than
 // kept as running sums: serverless instances come and go, and each one must
-// report what it saw, not what it remembers.
+// report what it saw, not what it remembers. The one running sum is
+// agentscaler_agent_seconds_total, the cost: each process adds the time
+// between its own passes times the agents each saw, so each one's counter
+// measures the whole pool on its own; take max over processes, not sum
+// (see docs/architecture.md).
 //
 // Labels never hold a job, request or agent id. Values that come from outside
 // (webhook source and event, provider error reasons, API endpoints) pass
@@ -74,6 +78,7 @@ type Metrics struct {
 	webhookLag      *prometheus.HistogramVec
 	waitingJobs     *prometheus.GaugeVec
 	agents          *prometheus.GaugeVec
+	agentSeconds    *prometheus.CounterVec
 	providerOps     *prometheus.CounterVec
 	queuedToCreated *prometheus.HistogramVec
 	createdToOnline *prometheus.HistogramVec
@@ -123,6 +128,10 @@ func New(version string) *Metrics {
 		agents: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "agents",
 			Help: "Agents per pool and state (starting, idle, busy, offline), as seen at the last reconcile.",
+		}, []string{"pool", "state"}),
+		agentSeconds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "agent_seconds_total",
+			Help: "Agent-seconds by pool and state (starting, idle, busy): at each reconcile, the time since the pool's previous one times its agents in each state as that one left them.",
 		}, []string{"pool", "state"}),
 		providerOps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "provider_operations_total",
@@ -183,7 +192,7 @@ func New(version string) *Metrics {
 		}, []string{"pool"}),
 		poolMinIdle: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "pool_min_idle",
-			Help: "Configured number of warm idle agents kept for the pool.",
+			Help: "Warm idle agents kept for the pool: its min_idle, or its standby schedule's target as of the last reconcile.",
 		}, []string{"pool"}),
 		parallelJobs: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "parallel_jobs",
@@ -201,7 +210,7 @@ func New(version string) *Metrics {
 		azurePoolIDs:      newLabelCap(),
 	}
 	m.pooled = []*prometheus.MetricVec{
-		m.waitingJobs.MetricVec, m.agents.MetricVec,
+		m.waitingJobs.MetricVec, m.agents.MetricVec, m.agentSeconds.MetricVec,
 		m.queuedToCreated.MetricVec, m.createdToOnline.MetricVec,
 		m.queuedToAssign.MetricVec, m.jobDuration.MetricVec,
 		m.reconcileDur.MetricVec, m.reconciles.MetricVec,
@@ -219,7 +228,7 @@ func New(version string) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildInfo,
-		m.webhookRequests, m.webhookLag, m.waitingJobs, m.agents, m.providerOps,
+		m.webhookRequests, m.webhookLag, m.waitingJobs, m.agents, m.agentSeconds, m.providerOps,
 		m.queuedToCreated, m.createdToOnline, m.queuedToAssign, m.jobDuration,
 		m.reconcileDur, m.reconciles, m.azdoRequests, m.sourceRequests, m.rateLimit,
 		m.jobRequestPages, m.jobRequestCuts,
@@ -290,6 +299,23 @@ func (m *Metrics) SetAgents(pool string, byState map[string]int) {
 	}
 	for _, s := range agentStates {
 		m.agents.WithLabelValues(pool, s).Set(float64(byState[s]))
+	}
+}
+
+// billedStates are the agent states an instance exists in, and costs.
+var billedStates = [...]string{AgentStarting, AgentIdle, AgentBusy}
+
+// AddAgentSeconds adds d times the pool's agents in each of the states
+// starting, idle and busy to agentscaler_agent_seconds_total; other keys
+// (offline: a registration without an instance costs nothing) are ignored.
+// A d of 0 creates the series at 0, so a rate over them starts from the
+// first pass.
+func (m *Metrics) AddAgentSeconds(pool string, byState map[string]int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	for _, s := range billedStates {
+		m.agentSeconds.WithLabelValues(pool, s).Add(seconds(d) * float64(max(byState[s], 0)))
 	}
 }
 

@@ -25,6 +25,8 @@ func TestRealPrometheusScrapes(t *testing.T) {
 		{`agentscaler_azuredevops_ratelimit_remaining`, "187.5"},
 		{`agentscaler_agents{pool="linux",state="busy"}`, "2"},
 		{`count(agentscaler_agents{pool="linux"})`, "4"},
+		{`agentscaler_agent_seconds_total{pool="linux",state="idle"}`, "90"},
+		{`count(agentscaler_agent_seconds_total{pool="linux"})`, "3"},
 		{`agentscaler_job_queued_to_agent_created_seconds_count{pool="linux"}`, "1"},
 		{`agentscaler_provider_operations_total{provider="docker",operation="create",result="image"}`, "1"},
 	} {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/agentscaler/agentscaler/ci"
 	"github.com/agentscaler/agentscaler/providers"
+	"github.com/agentscaler/agentscaler/standby"
 )
 
 // Policy is what the plan needs to know about one pool.
@@ -25,6 +26,9 @@ type Policy struct {
 	// Placeholder keeps an offline agent registered so that the CI system
 	// queues jobs into the pool while it has no agent.
 	Placeholder bool
+	// Standby changes MinIdle by time of day; nil keeps MinIdle. Plan
+	// never reads it: Scaler.Observe turns it into Observation.MinIdle.
+	Standby *standby.Schedule
 }
 
 // Observation is what reconcile saw of one pool, read in this order:
@@ -39,6 +43,9 @@ type Observation struct {
 	// Free is how many more jobs the CI system lets run at once (Azure
 	// DevOps' free parallel jobs), or -1 for no limit.
 	Free int
+	// MinIdle, when set, is the warm agents to keep at Now by the pool's
+	// standby schedule, in place of Policy.MinIdle.
+	MinIdle *int
 }
 
 // Kind is what an action does.
@@ -283,6 +290,7 @@ func (pl *planner) create() {
 // slots are created up to min_idle.
 func (pl *planner) warm() {
 	p := pl.p
+	minIdle := warmTarget(p, pl.o)
 	pending := len(pl.waiting) > 0 || unsure(pl.o.Agents)
 	idle := 0
 	for _, in := range pl.spare {
@@ -292,10 +300,10 @@ func (pl *planner) warm() {
 		switch {
 		case pending:
 			idle++
-		case in.Slot > 0 && idle >= p.MinIdle:
+		case in.Slot > 0 && idle >= minIdle:
 			pl.del(in, ReasonExcessWarm)
 			pl.live--
-		case in.Request > 0 && !pl.unfinished[in.Request] && in.Slot == 0 && idle >= p.MinIdle:
+		case in.Request > 0 && !pl.unfinished[in.Request] && in.Slot == 0 && idle >= minIdle:
 			pl.del(in, ReasonRequestGone)
 			pl.live--
 		default:
@@ -303,7 +311,7 @@ func (pl *planner) warm() {
 		}
 	}
 	budget := p.MaxAgents - pl.live - countKind(pl.d.Actions, Create)
-	for slot := 1; idle < p.MinIdle && budget > 0; slot++ {
+	for slot := 1; idle < minIdle && budget > 0; slot++ {
 		name := p.Naming.SlotName(p.Pool, slot)
 		if pl.taken[name] {
 			continue

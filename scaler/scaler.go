@@ -111,6 +111,7 @@ type Scaler struct {
 	idle     *sync.Cond      // on mu: signalled when a run ends
 	clock    Clock
 	life     *lifecycle
+	cost     agentTime // agent-seconds between passes, by pool (cost.go)
 }
 
 // New returns a Scaler; it starts nothing until triggered.
@@ -197,6 +198,7 @@ func (s *Scaler) Observe(ctx context.Context, pool string) (Observation, error) 
 		return o, fmt.Errorf("pool %s: %w", pool, err)
 	}
 	o.Now = s.clock.Now()
+	o.MinIdle = p.minIdleAt(o.Now)
 	return o, nil
 }
 
@@ -237,6 +239,8 @@ func (s *Scaler) Reconcile(ctx context.Context, pool string) (Result, error) {
 	// The gauges show the pool after this pass, not before it: what was
 	// created is starting, what was removed is gone.
 	s.opt.Metrics.SetAgents(pool, res.Decision.AgentsAfter(res.Failed))
+	s.cost.pass(s.opt.Metrics, pool, o.Now, res.Decision.AgentsAfter(res.Failed))
+	s.opt.Metrics.SetPoolLimits(pool, p.MaxAgents, warmTarget(p.Policy, o))
 	outcome := "ok"
 	if len(res.Failed) > 0 {
 		outcome = "partial"

@@ -31,6 +31,7 @@ import (
 	"github.com/agentscaler/agentscaler/ci"
 	"github.com/agentscaler/agentscaler/config"
 	"github.com/agentscaler/agentscaler/internal/fakeclock"
+	"github.com/agentscaler/agentscaler/metrics"
 	"github.com/agentscaler/agentscaler/providers"
 	"github.com/agentscaler/agentscaler/scaler"
 	"github.com/agentscaler/agentscaler/sources/azuredevops"
@@ -56,6 +57,10 @@ type Options struct {
 	// last job would end if it started at once. The run goes on past it
 	// until every job that can be served has been.
 	Horizon time.Duration
+	// Metrics, when set, receives what the scaler records, on virtual
+	// time: agentscaler_agent_seconds_total among them, the production
+	// measure of what Result's agent-seconds count exactly.
+	Metrics *metrics.Metrics
 }
 
 // epoch is the virtual time of the start of a trace: a Monday at midnight.
@@ -221,6 +226,7 @@ func newEngine(jobs []Job, pol Policy, opt Options) *engine {
 			},
 		}},
 		Logger:         slog.New(slog.DiscardHandler),
+		Metrics:        opt.Metrics,
 		Clock:          e.clock,
 		AfterReconcile: func() { e.reconciles++ }, // while the engine waits in settle
 	})

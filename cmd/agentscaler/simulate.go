@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,7 +25,9 @@ how long jobs waited and how many agent-seconds they cost. A day of jobs runs in
 A trace is CSV with the header queued_at_s,duration_s,demands (demands separated by ';').
 Policies: webhook[:<timer>] (service hooks plus the reconcile timer), poll:<interval> (a timer only,
 as KEDA's Azure Pipelines scaler), static:<n> (n always-on --once agents, restarted after each job).
-The pool comes from --config (and --pool), else from --max-agents, --min-idle and --capabilities.`
+The pool comes from --config (and --pool), else from --max-agents, --min-idle and --capabilities.
+When the pool has a standby schedule (schedules: in --config, or --schedule), webhook and poll
+run twice: with it (shown as webhook+schedule) and without it, on the pool's min_idle.`
 
 // policyFlags collects repeated --policy values.
 type policyFlags []string
@@ -56,6 +59,9 @@ func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer, g
 	maxAgents := fs.Int("max-agents", config.DefaultMaxAgents, "the pool's max_agents")
 	minIdle := fs.Int("min-idle", config.DefaultMinIdle, "the pool's min_idle")
 	capabilities := fs.String("capabilities", "", "the pool's capabilities: name=value or name, separated by commas (Agent.OS=Linux is implied)")
+	var schedules policyFlags
+	fs.Var(&schedules, "schedule", `a standby schedule entry "CRON=MIN_IDLE", repeatable, such as "0 8 * * 1-5=3" (replaces the file's schedules)`)
+	timezone := fs.String("timezone", "", "with --schedule: the IANA time zone its expressions fire in (default UTC; the trace starts on a Monday at 00:00 UTC)")
 	output := fs.String("output", "text", "output format: text (a table) or json")
 	plot := fs.String("plot", "", "also draw agents by state and waiting jobs over time to this SVG file")
 	if err := parseFlags(fs, args); err != nil {
@@ -105,6 +111,14 @@ func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer, g
 			return usageError{"--capabilities: " + err.Error()}
 		}
 	}
+	if set["schedule"] {
+		if opt.Pool.Schedules, err = parseSchedules(schedules); err != nil {
+			return usageError{"--schedule: " + err.Error()}
+		}
+		opt.Pool.Timezone = *timezone
+	} else if set["timezone"] {
+		return usageError{"--timezone is for --schedule"}
+	}
 	if len(policies) == 0 {
 		policies = policyFlags{"webhook", "poll:30s", fmt.Sprintf("static:%d", opt.Pool.MaxAgents)}
 	}
@@ -126,13 +140,9 @@ func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer, g
 	if err != nil {
 		return fmt.Errorf("%s: %w", *trace, err)
 	}
-	var results []sim.Result
-	for _, p := range pols {
-		r, err := sim.Run(ctx, jobs, p, opt)
-		if err != nil {
-			return err
-		}
-		results = append(results, r)
+	results, err := simulateAll(ctx, jobs, pols, opt)
+	if err != nil {
+		return err
 	}
 	if *plot != "" {
 		if err := writePlot(*plot, results); err != nil {
@@ -144,9 +154,65 @@ func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer, g
 		enc.SetIndent("", "  ")
 		return enc.Encode(simJSON{Policies: results})
 	}
-	fmt.Fprintf(stdout, "%s: %d jobs; pool %s: max_agents %d, min_idle %d; start latency %s, hook delay %s, hook loss %g, seed %d\n\n",
-		*trace, len(jobs), opt.Pool.Name, opt.Pool.MaxAgents, opt.Pool.MinIdle, opt.StartLatency, *hookDelay, *hookLoss, *seed)
+	fmt.Fprintf(stdout, "%s: %d jobs; pool %s: max_agents %d, min_idle %d%s; start latency %s, hook delay %s, hook loss %g, seed %d\n\n",
+		*trace, len(jobs), opt.Pool.Name, opt.Pool.MaxAgents, opt.Pool.MinIdle, describeSchedules(opt.Pool), opt.StartLatency, *hookDelay, *hookLoss, *seed)
 	return sim.WriteTable(stdout, results)
+}
+
+// simulateAll runs each policy over the jobs. With a standby schedule, a
+// policy that runs the scaler runs twice, with the schedule (labelled
+// +schedule) and without it, so the table shows what the schedule changes.
+func simulateAll(ctx context.Context, jobs []sim.Job, pols []sim.Policy, opt sim.Options) ([]sim.Result, error) {
+	plain := opt
+	plain.Pool.Schedules, plain.Pool.Timezone = nil, ""
+	var results []sim.Result
+	for _, p := range pols {
+		if p.Kind != sim.Static && len(opt.Pool.Schedules) > 0 {
+			r, err := sim.Run(ctx, jobs, p, opt)
+			if err != nil {
+				return nil, err
+			}
+			r.Policy += "+schedule"
+			results = append(results, r)
+		}
+		r, err := sim.Run(ctx, jobs, p, plain)
+		if err != nil {
+			return nil, err
+		}
+		results = append(results, r)
+	}
+	return results, nil
+}
+
+// parseSchedules reads --schedule values, "CRON=MIN_IDLE" each; the
+// expressions are checked with the pool (config.ValidatePolicy).
+func parseSchedules(values []string) ([]config.Schedule, error) {
+	var out []config.Schedule
+	for _, v := range values {
+		i := strings.LastIndex(v, "=")
+		n, err := strconv.Atoi(strings.TrimSpace(v[i+1:]))
+		if i < 0 || err != nil {
+			return nil, fmt.Errorf("%q: write CRON=MIN_IDLE, such as \"0 8 * * 1-5=3\"", v)
+		}
+		out = append(out, config.Schedule{Cron: strings.TrimSpace(v[:i]), MinIdle: n})
+	}
+	return out, nil
+}
+
+// describeSchedules writes a pool's standby schedule for the table's header.
+func describeSchedules(p config.Pool) string {
+	if len(p.Schedules) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, e := range p.Schedules {
+		parts = append(parts, fmt.Sprintf("%s → %d", e.Cron, e.MinIdle))
+	}
+	tz := p.Timezone
+	if tz == "" {
+		tz = "UTC"
+	}
+	return fmt.Sprintf(", schedules %s (%s)", strings.Join(parts, ", "), tz)
 }
 
 // simPool returns the pool to simulate and the webhook timer: a pool of the
