@@ -31,7 +31,9 @@ func TestAgentSecondsBetweenPasses(t *testing.T) {
 	pc := config.Pool{Name: "linux", MaxAgents: 10, MinIdle: 3, StartupTimeout: time.Hour, MaxLifetime: 6 * time.Hour, FailureBackoff: time.Minute}
 	s := New(Options{Clock: clock, Metrics: m, Pools: []Pool{{
 		Policy: PolicyFor(pc, ci.Requests), Source: src, Provider: mem, ProviderName: "memory",
-		Spec: func(context.Context) (providers.AgentSpec, error) { return providers.AgentSpec{Image: "x"}, nil },
+		Spec: func(context.Context, string) (providers.AgentSpec, error) {
+			return providers.AgentSpec{Image: "x"}, nil
+		},
 	}}})
 	pass := func(after time.Duration, want map[string]float64) {
 		t.Helper()
@@ -82,7 +84,9 @@ func TestMinIdleGaugeFollowsTheSchedule(t *testing.T) {
 		Schedules: []config.Schedule{{Cron: "0 8 * * 1-5", MinIdle: 4}, {Cron: "0 19 * * 1-5", MinIdle: 0}}}
 	s := New(Options{Clock: clock, Metrics: m, Pools: []Pool{{
 		Policy: PolicyFor(pc, ci.Requests), Source: &stubSource{}, Provider: memory.New(memory.Options{Now: clock.Now}), ProviderName: "memory",
-		Spec: func(context.Context) (providers.AgentSpec, error) { return providers.AgentSpec{Image: "x"}, nil },
+		Spec: func(context.Context, string) (providers.AgentSpec, error) {
+			return providers.AgentSpec{Image: "x"}, nil
+		},
 	}}})
 	gauge := func() float64 {
 		v, ok := metricstest.ByLabel(t, m.Registry(), "agentscaler_pool_min_idle", nil, "pool")["linux"]

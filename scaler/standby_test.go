@@ -90,7 +90,9 @@ func TestObserveStandbyTarget(t *testing.T) {
 	mem := memory.New(memory.Options{Now: clock.Now})
 	s := New(Options{Clock: clock, Pools: []Pool{{
 		Policy: PolicyFor(pc, ci.Requests), Source: &stubSource{}, Provider: mem, ProviderName: "memory",
-		Spec: func(context.Context) (providers.AgentSpec, error) { return providers.AgentSpec{Image: "x"}, nil },
+		Spec: func(context.Context, string) (providers.AgentSpec, error) {
+			return providers.AgentSpec{Image: "x"}, nil
+		},
 	}}})
 	ctx := context.Background()
 	target := func() any {
