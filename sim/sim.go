@@ -26,6 +26,8 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/agentscaler/agentscaler/ci"
@@ -360,6 +362,12 @@ func (e *engine) settle() {
 // playOut brings what the scaler created and deleted into the simulation.
 func (e *engine) playOut() {
 	made, gone := e.rec.drain()
+	// The scaler creates and deletes in parallel, in no fixed order; events
+	// at one instant run in the order they were scheduled, so schedule them
+	// in name order, or agents coming online together would register (and
+	// be handed jobs) in a different order from run to run.
+	slices.Sort(gone)
+	slices.SortFunc(made, func(a, b created) int { return strings.Compare(a.name, b.name) })
 	for _, name := range gone {
 		e.removed(name)
 	}

@@ -5,9 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/xml"
-	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -253,13 +253,12 @@ func TestSimulateSchedule(t *testing.T) {
 	always := runSimulate(t, "--trace", trace, "--max-agents", "60", "--min-idle", "3", "--policy", "webhook", "--output", "json")["webhook"]
 
 	sched, plain := fromFile["webhook+schedule"], fromFile["webhook"]
-	// The same schedule from the flags: the same figures. Not the same to
-	// the agent: runs with a schedule are not yet deterministic (3 in 40
-	// runs of this day start one duplicate agent), so the comparison
-	// leaves room for that one agent's minute.
-	if f := fromFlags["webhook+schedule"]; f.Jobs != sched.Jobs || f.Unserved != sched.Unserved ||
-		math.Abs(f.IdleAgentSeconds-sched.IdleAgentSeconds) > 0.01*sched.IdleAgentSeconds || math.Abs(f.WaitMean-sched.WaitMean) > 1 {
+	// The same schedule from the flags: the same figures, to the agent.
+	if f := fromFlags["webhook+schedule"]; !reflect.DeepEqual(f, sched) {
 		t.Errorf("--schedule and the file's schedules differ:\n%+v\n%+v", f, sched)
+	}
+	if sched.DuplicateAgents != 0 || plain.DuplicateAgents != 0 {
+		t.Errorf("duplicate agents: %d with the schedule, %d without; want none", sched.DuplicateAgents, plain.DuplicateAgents)
 	}
 	if plain.IdleAgentSeconds != 0 || sched.IdleAgentSeconds <= 0 {
 		t.Errorf("idle agent-seconds: %v without the schedule (want 0), %v with it (want some)", plain.IdleAgentSeconds, sched.IdleAgentSeconds)
