@@ -85,7 +85,17 @@ const scopeHint = `the PAT needs scope "Agent Pools (Read & manage)" (vso.agentp
 	`an Entra identity needs to be a user of the organization with the Administrator role on the agent pools`
 
 // ErrPoolNotFound is returned (wrapped) by PoolID when no pool has the name.
-var ErrPoolNotFound = errors.New("agent pool not found")
+// It classifies as not_found and not worth retrying: the configuration
+// names a pool the organization does not have.
+var ErrPoolNotFound error = poolNotFound{}
+
+type poolNotFound struct{}
+
+func (poolNotFound) Error() string { return "agent pool not found" }
+
+func (poolNotFound) Classification() (retryable bool, after time.Duration, reason string) {
+	return false, 0, "not_found"
+}
 
 // Options tunes a Client. Zero values take the defaults noted on each field.
 type Options struct {

@@ -210,6 +210,15 @@ func TestClientPoolIDMissing(t *testing.T) {
 	if !errors.Is(err, ErrPoolNotFound) {
 		t.Fatalf("err = %v, want ErrPoolNotFound", err)
 	}
+	var c interface {
+		Classification() (bool, time.Duration, string)
+	}
+	if !errors.As(err, &c) {
+		t.Fatalf("err = %v classifies as nothing", err)
+	}
+	if retryable, _, reason := c.Classification(); retryable || reason != "not_found" {
+		t.Errorf("a missing pool classifies as retryable %v, reason %q; want not retryable, not_found", retryable, reason)
+	}
 	for _, want := range []string{`"gpu"`, "Agent Pools (Read & manage)"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %s", err, want)
