@@ -53,12 +53,16 @@ func regularFiles(paths ...string) bool {
 
 // CacheDir is where the binaries of Version live: the cache root with
 // Version appended, so a version bump never runs stale binaries.
-func CacheDir() (string, error) {
+func CacheDir() (string, error) { return cacheSubdir(Version) }
+
+// cacheSubdir is the directory name under the cache root of everything
+// kubetest builds.
+func cacheSubdir(name string) (string, error) {
 	root, err := machinecache.Dir("AGENTSCALER_KUBE_CACHE", "kube")
 	if err != nil {
 		return "", err
 	}
-	return filepath.Join(root, Version), nil
+	return filepath.Join(root, name), nil
 }
 
 // Cached returns the binaries when they are already built.

@@ -4,8 +4,6 @@ import (
 	"context"
 	"io"
 	"path/filepath"
-
-	"github.com/agentscaler/agentscaler/internal/testenv/machinecache"
 )
 
 // ContainerdVersion is the containerd release the node runs (its CRI plugin
@@ -37,13 +35,7 @@ func (c Containerd) exist() bool { return regularFiles(c.Daemon, c.Shim, c.CTR) 
 
 // ContainerdCacheDir is where the programs of ContainerdVersion live:
 // containerd-<ContainerdVersion> under the cache root.
-func ContainerdCacheDir() (string, error) {
-	root, err := machinecache.Dir("AGENTSCALER_KUBE_CACHE", "kube")
-	if err != nil {
-		return "", err
-	}
-	return filepath.Join(root, "containerd-"+ContainerdVersion), nil
-}
+func ContainerdCacheDir() (string, error) { return cacheSubdir("containerd-" + ContainerdVersion) }
 
 // CachedContainerd returns the containerd programs when they are built.
 func CachedContainerd() (Containerd, bool) {

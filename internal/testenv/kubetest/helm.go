@@ -9,8 +9,6 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-
-	"github.com/agentscaler/agentscaler/internal/testenv/machinecache"
 )
 
 // HelmVersion is the Helm release the chart tests run (infra/helm), built
@@ -21,13 +19,7 @@ const helmPackage = "helm.sh/helm/v4/cmd/helm"
 
 // HelmCacheDir is where the helm binary of HelmVersion lives: beside the
 // control plane's binaries, in helm-<HelmVersion> under the cache root.
-func HelmCacheDir() (string, error) {
-	root, err := machinecache.Dir("AGENTSCALER_KUBE_CACHE", "kube")
-	if err != nil {
-		return "", err
-	}
-	return filepath.Join(root, "helm-"+HelmVersion), nil
-}
+func HelmCacheDir() (string, error) { return cacheSubdir("helm-" + HelmVersion) }
 
 // CachedHelm returns the helm binary when it is already built.
 func CachedHelm() (string, bool) {
