@@ -76,7 +76,7 @@ var shared struct {
 
 // Main runs the package's tests, then stops the engine Shared started, if
 // any. Call it from TestMain.
-func Main(m *testing.M) int {
+func Main(m interface{ Run() int }) int {
 	shared.main = true
 	code := m.Run()
 	if shared.eng != nil {

@@ -61,7 +61,10 @@ var shared struct {
 // started one. A test binary that calls Start needs
 //
 //	func TestMain(m *testing.M) { os.Exit(kubetest.Main(m)) }
-func Main(m *testing.M) int {
+//
+// m is usually the *testing.M; a package that shares other test
+// environments too passes a Run that starts those.
+func Main(m interface{ Run() int }) int {
 	shared.main = true
 	code := m.Run()
 	if shared.cp != nil {

@@ -11,6 +11,7 @@ import (
 	"path"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -21,13 +22,16 @@ type Image struct {
 	Files      map[string][]byte
 	Entrypoint []string
 	User       string // "uid:gid"; root when empty
+	// Writable are directories made empty and owned by User, for an
+	// agent's work folder.
+	Writable []string
 }
 
 // ociArchive writes the image as an OCI image layout in a tar stream, the
 // format `ctr images import` reads: one uncompressed layer, its config, a
 // manifest, and an index naming the manifest Ref.
 func ociArchive(img Image) ([]byte, error) {
-	layer, err := layerTar(img.Files)
+	layer, err := layerTar(img)
 	if err != nil {
 		return nil, err
 	}
@@ -98,9 +102,10 @@ func blobPath(blob []byte) string {
 	return "blobs/sha256/" + hex.EncodeToString(sum[:])
 }
 
-// layerTar is a layer holding the files, executable, and their parent
-// directories.
-func layerTar(files map[string][]byte) ([]byte, error) {
+// layerTar is a layer holding the files, executable, their parent
+// directories, and the writable directories.
+func layerTar(img Image) ([]byte, error) {
+	files := img.Files
 	var b bytes.Buffer
 	tw := tar.NewWriter(&b)
 	dirs := map[string]bool{}
@@ -112,6 +117,16 @@ func layerTar(files map[string][]byte) ([]byte, error) {
 	}
 	for _, d := range slices.Sorted(maps.Keys(dirs)) {
 		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755}); err != nil {
+			return nil, err
+		}
+	}
+	uid, gid, err := owner(img.User)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range img.Writable {
+		name := strings.TrimPrefix(path.Clean("/"+d), "/") + "/"
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: name, Mode: 0o755, Uid: uid, Gid: gid}); err != nil {
 			return nil, err
 		}
 	}
@@ -132,4 +147,22 @@ func writeFile(tw *tar.Writer, name string, mode int64, data []byte) error {
 	}
 	_, err := tw.Write(data)
 	return err
+}
+
+// owner reads "uid:gid" (or "uid"); root when empty.
+func owner(user string) (uid, gid int, err error) {
+	if user == "" {
+		return 0, 0, nil
+	}
+	u, g, found := strings.Cut(user, ":")
+	if uid, err = strconv.Atoi(u); err != nil {
+		return 0, 0, fmt.Errorf("image user %q: numeric uid:gid only", user)
+	}
+	if !found {
+		return uid, uid, nil
+	}
+	if gid, err = strconv.Atoi(g); err != nil {
+		return 0, 0, fmt.Errorf("image user %q: numeric uid:gid only", user)
+	}
+	return uid, gid, nil
 }
