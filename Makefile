@@ -78,8 +78,9 @@ package-lambda:
 	  $(GO) run ./tools/zipdir -o $(DIST)/lambda-$$arch.zip $(DIST)/lambda-$$arch || exit 1; \
 	done
 
-# Builds the Kubernetes control plane the Kubernetes tests run against (about 8 minutes cold) and the helm binary
-# the chart tests run (2 to 4), once per machine, then instant; so that go test's timeout is never spent on them.
+# Builds the Kubernetes control plane the Kubernetes tests run against (about 8 minutes cold), the kubelet and
+# containerd of their node, and the helm binary the chart tests run (2 to 4), once per machine, then instant; so
+# that go test's timeout is never spent on them.
 kubebins:
 	$(GO) run ./tools/kubebins >/dev/null
 
@@ -89,11 +90,12 @@ check-images:
 	@$(MAKE) --no-print-directory deps DEPS="shellcheck:shellcheck bats:bats"
 	CI=$${CI:-} $(GO) test -count=1 ./infra/images/
 
-# Debian packages the tests run for real: Prometheus and promtool, the Pushgateway, a Docker engine, etcd,
+# Debian packages the tests run for real: Prometheus and promtool, the Pushgateway, a Docker engine, etcd, runc
+# (under the Kubernetes tests' node),
 # shellcheck and bats for the shell scripts, curl and jq for the service hook script, debootstrap for the
 # Debian image the image checks are tested on. With debootstrap in DEPS, deps also builds that Debian root
 # file system (tools/debianroot: a minute or more, once per machine, cached under ~/.cache/agentscaler/debian).
-DEPS := promtool:prometheus prometheus-pushgateway:prometheus-pushgateway dockerd:docker.io etcd:etcd-server \
+DEPS := promtool:prometheus prometheus-pushgateway:prometheus-pushgateway dockerd:docker.io etcd:etcd-server runc:runc \
         shellcheck:shellcheck bats:bats curl:curl jq:jq debootstrap:debootstrap
 deps:
 	@need=""; for d in $(DEPS); do command -v $${d%%:*} >/dev/null 2>&1 || need="$$need $${d#*:}"; done; \

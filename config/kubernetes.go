@@ -29,6 +29,8 @@ type Kubernetes struct {
 	Annotations map[string]string `yaml:"annotations"` // added to every agent pod
 	// RunAsUser is the agents' uid; the image's (numeric, non-root) user when unset.
 	RunAsUser *int64 `yaml:"run_as_user"`
+	// HostNetwork runs the agents in their node's network (hostNetwork).
+	HostNetwork bool `yaml:"host_network"`
 	// TTLAfterFinished is how long Kubernetes keeps a finished agent Job.
 	TTLAfterFinished *time.Duration `yaml:"ttl_after_finished"`
 }

@@ -19,13 +19,21 @@ import (
 	"github.com/agentscaler/agentscaler/config"
 	"github.com/agentscaler/agentscaler/internal/demo/adoemu"
 	"github.com/agentscaler/agentscaler/internal/testenv/dockertest"
+	"github.com/agentscaler/agentscaler/internal/testenv/kubetest"
 	"github.com/agentscaler/agentscaler/internal/testenv/syncbuf"
 	"github.com/agentscaler/agentscaler/providers"
 	"github.com/agentscaler/agentscaler/providers/docker"
 )
 
-// TestMain shares one private Docker engine between the package's tests.
-func TestMain(m *testing.M) { os.Exit(dockertest.Main(m)) }
+// TestMain shares one private Docker engine, and one Kubernetes control
+// plane with its node, between the package's tests.
+func TestMain(m *testing.M) { os.Exit(dockertest.Main(kubeMain{m})) }
+
+// kubeMain runs the tests under kubetest.Main, which stops the control
+// plane when they end.
+type kubeMain struct{ m *testing.M }
+
+func (k kubeMain) Run() int { return kubetest.Main(k.m) }
 
 // e2eJob is a job of the end-to-end workload and the pool that must serve it.
 type e2eJob struct {
@@ -58,14 +66,7 @@ func TestDockerEndToEnd(t *testing.T) {
 	emu.RegisterAgent("Tools", adoemu.AgentInfo{Name: "win-build-01", Online: true, OSDescription: "Windows",
 		SystemCapabilities: map[string]string{"Agent.OS": "Windows_NT"}})
 	cfgPath := filepath.Join(t.TempDir(), "agentscaler.yaml")
-	if err := os.WriteFile(cfgPath, fmt.Appendf(nil, `azuredevops:
-  url: %[1]s
-  token_env: AZP_TOKEN
-webhook:
-  basic_auth: {username: azdo, password_env: HOOK_PASSWORD}
-reconcile:
-  interval: 2s
-pools:
+	if err := os.WriteFile(cfgPath, fmt.Appendf(nil, e2eConfigHead+`pools:
   - name: linux
     azure_pool: Default
     provider: docker
@@ -83,36 +84,7 @@ pools:
 `, emu.OrgURL(), image, eng.Host), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Load(cfgPath, testEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncbuf.Buffer{}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	a, err := newApp(ctx, cfg, log, testEnv, deps{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	serveCtx, stopServe := context.WithCancel(context.Background())
-	listening := make(chan string, 1)
-	served := make(chan error, 1)
-	go func() { served <- a.serve(serveCtx, "127.0.0.1:0", func(addr string) { listening <- addr }) }()
-	defer func() {
-		stopServe()
-		if err := <-served; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		for _, secret := range []string{testPAT, testPassword} {
-			if strings.Contains(logs.String(), secret) {
-				t.Errorf("a secret appears in the logs")
-			}
-		}
-		if t.Failed() {
-			t.Logf("logs:\n%s", logs.String())
-		}
-	}()
-	addr := <-listening
-	emu.Subscribe(adoemu.Subscription{URL: "http://" + addr + "/api/webhook/azuredevops", Username: "azdo", Password: testPassword})
+	addr, _ := serveForTest(t, ctx, cfgPath, emu)
 
 	began := time.Now()
 	jobs := map[int64]e2eJob{}
@@ -351,3 +323,53 @@ func firstHook(emu *adoemu.Emulator, request int64) time.Time {
 	}
 	return time.Time{}
 }
+
+// serveForTest runs serve with the configuration file on a loopback port
+// and subscribes the emulator's service hooks to it. When the test ends it
+// stops serve, fails the test if a secret appears in the logs, and shows
+// the logs of a failed test.
+func serveForTest(t *testing.T, ctx context.Context, cfgPath string, emu *adoemu.Emulator) (addr string, logs *syncbuf.Buffer) {
+	t.Helper()
+	cfg, err := config.Load(cfgPath, testEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs = &syncbuf.Buffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	a, err := newApp(ctx, cfg, log, testEnv, deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveCtx, stopServe := context.WithCancel(context.Background())
+	listening := make(chan string, 1)
+	served := make(chan error, 1)
+	go func() { served <- a.serve(serveCtx, "127.0.0.1:0", func(addr string) { listening <- addr }) }()
+	t.Cleanup(func() {
+		stopServe()
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		for _, secret := range []string{testPAT, testPassword} {
+			if strings.Contains(logs.String(), secret) {
+				t.Errorf("a secret appears in the logs")
+			}
+		}
+		if t.Failed() {
+			t.Logf("logs:\n%s", logs.String())
+		}
+	})
+	addr = <-listening
+	emu.Subscribe(adoemu.Subscription{URL: "http://" + addr + "/api/webhook/azuredevops", Username: "azdo", Password: testPassword})
+	return addr, logs
+}
+
+// e2eConfigHead is the start of an end-to-end test's configuration: the
+// emulator at the first argument, serve's hooks, a 2s reconcile.
+const e2eConfigHead = `azuredevops:
+  url: %[1]s
+  token_env: AZP_TOKEN
+webhook:
+  basic_auth: {username: azdo, password_env: HOOK_PASSWORD}
+reconcile:
+  interval: 2s
+`

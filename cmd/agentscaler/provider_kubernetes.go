@@ -62,6 +62,7 @@ func kubernetesOptions(pool config.Pool) (kubernetes.Options, error) {
 		NodeSelector:     kc.NodeSelector,
 		Annotations:      kc.Annotations,
 		RunAsUser:        kc.RunAsUser,
+		HostNetwork:      kc.HostNetwork,
 		MaxLifetime:      pool.MaxLifetime,
 		StartupTimeout:   pool.StartupTimeout,
 	}

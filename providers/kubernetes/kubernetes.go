@@ -105,6 +105,9 @@ type Options struct {
 	Affinity         *corev1.Affinity
 	Annotations      map[string]string // added to every pod
 	RunAsUser        *int64            // the image's user when nil; it must be numeric and not root
+	// HostNetwork runs the pods in their node's network namespace: for
+	// clusters without a pod network (and the tests' node, which has none).
+	HostNetwork bool
 
 	// TTLAfterFinished is how long Kubernetes keeps a finished Job; keep
 	// it above the pool's failure_backoff. DefaultTTLAfterFinished when 0.
@@ -391,6 +394,7 @@ func (p *Provider) job(spec providers.AgentSpec, extra map[string]string) *batch
 					ServiceAccountName:           o.ServiceAccount,
 					AutomountServiceAccountToken: ptr(false),
 					EnableServiceLinks:           ptr(false),
+					HostNetwork:                  o.HostNetwork,
 					NodeSelector:                 maps.Clone(o.NodeSelector),
 					Tolerations:                  slices.Clone(o.Tolerations),
 					Affinity:                     o.Affinity,

@@ -1,8 +1,8 @@
 // Command kubebins builds and caches the Kubernetes control-plane binaries
-// the Kubernetes tests run and the helm binary the chart tests run (see
-// internal/testenv/kubetest), and prints where they are. `make test` runs it
-// before `go test`, so that a cold build (minutes) never eats into go test's
-// timeout.
+// the Kubernetes tests run, the kubelet and containerd of their node, and
+// the helm binary the chart tests run (see internal/testenv/kubetest), and
+// prints where they are. `make test` runs it before `go test`, so that a
+// cold build (minutes) never eats into go test's timeout.
 package main
 
 import (
@@ -23,16 +23,21 @@ func main() {
 	ctx, cancel := context.WithTimeout(ctx, time.Hour)
 	defer cancel()
 	bins, err := kubetest.Build(ctx, os.Stderr)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "kubebins:", err)
-		os.Exit(1)
-	}
+	check(err)
+	kubelet, err := kubetest.BuildKubelet(ctx, os.Stderr)
+	check(err)
+	ctrd, err := kubetest.BuildContainerd(ctx, os.Stderr)
+	check(err)
 	helm, err := kubetest.BuildHelm(ctx, os.Stderr)
+	check(err)
+	for _, p := range []string{bins.APIServer, bins.ControllerManager, kubelet, ctrd.Daemon, ctrd.Shim, ctrd.CTR, helm} {
+		fmt.Println(p)
+	}
+}
+
+func check(err error) {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "kubebins:", err)
 		os.Exit(1)
 	}
-	fmt.Println(bins.APIServer)
-	fmt.Println(bins.ControllerManager)
-	fmt.Println(helm)
 }

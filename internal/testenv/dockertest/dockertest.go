@@ -76,7 +76,7 @@ var shared struct {
 
 // Main runs the package's tests, then stops the engine Shared started, if
 // any. Call it from TestMain.
-func Main(m *testing.M) int {
+func Main(m interface{ Run() int }) int {
 	shared.main = true
 	code := m.Run()
 	if shared.eng != nil {
@@ -324,7 +324,7 @@ func (e *Engine) stop() error {
 			errs = append(errs, e.terminate())
 		}
 	}
-	errs = append(errs, cleanDir(e.dir))
+	errs = append(errs, CleanDir(e.dir))
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("stop the engine in %s: %w", e.dir, err)
 	}
@@ -389,15 +389,16 @@ func sweep() {
 		if err != nil || pid <= 0 || syscall.Kill(pid, 0) != syscall.ESRCH {
 			continue
 		}
-		if err := cleanDir(dir); err != nil {
+		if err := CleanDir(dir); err != nil {
 			fmt.Fprintf(os.Stderr, "dockertest: cleaning up after an earlier run: %v\n", err)
 		}
 	}
 }
 
-// cleanDir kills what still runs from dir (containerd, shims, containers),
-// unmounts what is mounted under it, and removes it.
-func cleanDir(dir string) error {
+// CleanDir kills what still runs from dir (containerd, shims: whatever
+// names dir in its command line), unmounts what is mounted under it, and
+// removes it.
+func CleanDir(dir string) error {
 	var errs []error
 	for _, pid := range processesUnder(dir) {
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {

@@ -25,7 +25,7 @@ const (
 	WaiterUser = "65534:65534"
 )
 
-// buildTimeout bounds compiling the waiter on a busy machine.
+// buildTimeout bounds compiling a test program on a busy machine.
 const buildTimeout = 5 * time.Minute
 
 var waiter struct {
@@ -47,15 +47,21 @@ func WaiterBinary(t testing.TB) []byte {
 
 func buildWaiter() ([]byte, error) {
 	_, self, _, _ := runtime.Caller(0)
-	src := filepath.Join(filepath.Dir(self), "testdata", "waiter")
-	out, err := os.MkdirTemp("", "waiter")
+	return BuildStatic(filepath.Join(filepath.Dir(self), "testdata", "waiter"))
+}
+
+// BuildStatic compiles the main package in the directory src as a static
+// Linux binary for this machine's architecture, for an image FROM scratch,
+// and returns it.
+func BuildStatic(src string) ([]byte, error) {
+	out, err := os.MkdirTemp("", "static-build")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(out)
 	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
 	defer cancel()
-	bin := filepath.Join(out, "waiter")
+	bin := filepath.Join(out, filepath.Base(src))
 	// go test puts its own go first in PATH.
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin, ".")
 	cmd.Dir = src

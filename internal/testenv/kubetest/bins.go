@@ -53,12 +53,16 @@ func regularFiles(paths ...string) bool {
 
 // CacheDir is where the binaries of Version live: the cache root with
 // Version appended, so a version bump never runs stale binaries.
-func CacheDir() (string, error) {
+func CacheDir() (string, error) { return cacheSubdir(Version) }
+
+// cacheSubdir is the directory name under the cache root of everything
+// kubetest builds.
+func cacheSubdir(name string) (string, error) {
 	root, err := machinecache.Dir("AGENTSCALER_KUBE_CACHE", "kube")
 	if err != nil {
 		return "", err
 	}
-	return filepath.Join(root, Version), nil
+	return filepath.Join(root, name), nil
 }
 
 // Cached returns the binaries when they are already built.
@@ -82,16 +86,49 @@ func Build(ctx context.Context, log io.Writer) (Binaries, error) {
 	}
 	bins := binariesIn(dir)
 	err = buildOnce(ctx, dir, "kube-apiserver and kube-controller-manager "+Version, bins.exist, log, func() error {
-		return build(ctx, dir, log)
+		return build(ctx, dir, log, programs...)
 	})
 	return bins, err
+}
+
+// KubeletBinary is where the kubelet of Version lives: beside the control
+// plane's binaries in CacheDir.
+func KubeletBinary() (string, error) {
+	dir, err := CacheDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "kubelet"), nil
+}
+
+// CachedKubelet returns the kubelet when it is already built.
+func CachedKubelet() (string, bool) {
+	bin, err := KubeletBinary()
+	return bin, err == nil && regularFiles(bin)
+}
+
+// BuildKubelet returns the cached kubelet, building it first when it is
+// missing: from the same throwaway module and k8s.io/kubernetes version as
+// the control plane (see Build), once per machine. It is a build of its own
+// so that machines that ran the control plane before need only the kubelet.
+func BuildKubelet(ctx context.Context, log io.Writer) (string, error) {
+	bin, err := KubeletBinary()
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Dir(bin)
+	err = buildOnce(ctx, dir, "kubelet "+Version, func() bool { return regularFiles(bin) }, log, func() error {
+		return build(ctx, dir, log, "kubelet")
+	})
+	return bin, err
 }
 
 // buildOnce runs build, which writes into dir, unless built reports that
 // dir holds its result already. A lock file in dir makes concurrent callers,
 // in this process or another, wait for one build; build must rename each
 // file into place only when it is complete. what names the result in the
-// messages written to log, and dir/build.json records how long it took.
+// messages written to log, and dir/build-<what>.json records how long it
+// took.
 func buildOnce(ctx context.Context, dir, what string, built func() bool, log io.Writer, build func() error) error {
 	if built() {
 		return nil
@@ -115,13 +152,14 @@ func buildOnce(ctx context.Context, dir, what string, built func() bool, log io.
 	took := time.Since(start).Round(time.Second)
 	fmt.Fprintf(log, "kubetest: built %s in %v\n", what, took)
 	rec, _ := json.Marshal(map[string]any{"what": what, "seconds": took.Seconds(), "built": time.Now().UTC()})
-	_ = os.WriteFile(filepath.Join(dir, "build.json"), append(rec, '\n'), 0o644) // informative only
+	record := "build-" + strings.ReplaceAll(strings.Fields(what)[0], string(filepath.Separator), "_") + ".json"
+	_ = os.WriteFile(filepath.Join(dir, record), append(rec, '\n'), 0o644) // informative only
 	return nil
 }
 
-// build compiles both programs into a temporary directory inside dir and
-// renames them into place.
-func build(ctx context.Context, dir string, log io.Writer) error {
+// build compiles the programs of k8s.io/kubernetes/cmd into a temporary
+// directory inside dir and renames them into place.
+func build(ctx context.Context, dir string, log io.Writer, programs ...string) error {
 	goTool, err := lookGo()
 	if err != nil {
 		return err
@@ -153,7 +191,7 @@ func build(ctx context.Context, dir string, log io.Writer) error {
 	cmd := exec.CommandContext(ctx, goTool, args...)
 	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = mod, env, log, log
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("go build of kube-apiserver and kube-controller-manager %s in %s: %w", Version, mod, err)
+		return fmt.Errorf("go build of %s %s in %s: %w", strings.Join(programs, " and "), Version, mod, err)
 	}
 	for _, p := range programs {
 		if err := os.Rename(filepath.Join(out, p), filepath.Join(dir, p)); err != nil {

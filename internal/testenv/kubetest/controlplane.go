@@ -46,7 +46,8 @@ type ControlPlane struct {
 	tokens  map[string]string // user -> bearer token
 	etcdURL string
 	dir     string
-	procs   []*process // in start order
+	procs   []*process     // in start order
+	stops   []func() error // run first by stop (the node's clean-up)
 }
 
 var shared struct {
@@ -60,7 +61,10 @@ var shared struct {
 // started one. A test binary that calls Start needs
 //
 //	func TestMain(m *testing.M) { os.Exit(kubetest.Main(m)) }
-func Main(m *testing.M) int {
+//
+// m is usually the *testing.M; a package that shares other test
+// environments too passes a Run that starts those.
+func Main(m interface{ Run() int }) int {
 	shared.main = true
 	code := m.Run()
 	if shared.cp != nil {
@@ -315,12 +319,20 @@ type process struct {
 // plane's directory. The process is killed if this test binary dies
 // without stopping it.
 func (cp *ControlPlane) run(name, bin string, args ...string) (*process, error) {
+	return cp.runEnv(name, bin, nil, args...)
+}
+
+// runEnv is run with variables added to the environment.
+func (cp *ControlPlane) runEnv(name, bin string, env []string, args ...string) (*process, error) {
 	logPath := filepath.Join(cp.dir, name+".log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("kubetest: %s log: %w", name, err)
 	}
 	cmd := exec.Command(bin, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -384,6 +396,9 @@ func (p *process) stop() error {
 // stop ends the programs in reverse start order and removes their files.
 func (cp *ControlPlane) stop() error {
 	var errs []error
+	for _, stop := range cp.stops {
+		errs = append(errs, stop())
+	}
 	for i := len(cp.procs) - 1; i >= 0; i-- {
 		errs = append(errs, cp.procs[i].stop())
 	}

@@ -14,9 +14,12 @@
 // no rights but what RBAC grants them) and service account tokens, and
 // authorizes with RBAC. The controller manager runs the Job, garbage
 // collector, TTL-after-finished, service account and namespace controllers.
-// No kubelet or scheduler runs: tests move pods through their phases with
-// SetPodRunning, SetPodExited, SetPodWaiting and SetPodUnschedulable, or let
-// Kubelet mark every new pod of a namespace running.
+// No kubelet or scheduler runs by default: tests move pods through their
+// phases with SetPodRunning, SetPodExited, SetPodWaiting and
+// SetPodUnschedulable, or let Kubelet mark every new pod of a namespace
+// running. StartNode adds a real node, for tests that run pods: a kubelet
+// over containerd's CRI plugin and runc (root only), host-network pods
+// only, images imported from archives built here (see Node).
 //
 // One control plane serves every test of a test binary: Start starts it on
 // first use, and Main, called from TestMain, stops it (SIGTERM, then SIGKILL)

@@ -6,9 +6,9 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
-
-	"github.com/agentscaler/agentscaler/internal/testenv/machinecache"
+	"strings"
 )
 
 // HelmVersion is the Helm release the chart tests run (infra/helm), built
@@ -19,13 +19,7 @@ const helmPackage = "helm.sh/helm/v4/cmd/helm"
 
 // HelmCacheDir is where the helm binary of HelmVersion lives: beside the
 // control plane's binaries, in helm-<HelmVersion> under the cache root.
-func HelmCacheDir() (string, error) {
-	root, err := machinecache.Dir("AGENTSCALER_KUBE_CACHE", "kube")
-	if err != nil {
-		return "", err
-	}
-	return filepath.Join(root, "helm-"+HelmVersion), nil
-}
+func HelmCacheDir() (string, error) { return cacheSubdir("helm-" + HelmVersion) }
 
 // CachedHelm returns the helm binary when it is already built.
 func CachedHelm() (string, bool) {
@@ -55,26 +49,43 @@ func BuildHelm(ctx context.Context, log io.Writer) (string, error) {
 }
 
 func buildHelm(ctx context.Context, dir string, log io.Writer) error {
+	return goInstall(ctx, dir, log, "-s -w -X helm.sh/helm/v4/internal/version.version="+HelmVersion, "", HelmVersion, helmPackage)
+}
+
+// goInstall runs `go install` of the packages at version, all of one
+// module, outside this module: that module's own go.mod picks every
+// dependency, and this repository's go.mod never requires it. The programs
+// are installed into a temporary directory inside dir and renamed into dir
+// when all are built.
+func goInstall(ctx context.Context, dir string, log io.Writer, ldflags, tags, version string, pkgs ...string) error {
 	goTool, err := lookGo()
 	if err != nil {
 		return err
 	}
 	out, err := os.MkdirTemp(dir, "out-")
 	if err != nil {
-		return fmt.Errorf("helm build: %w", err)
+		return fmt.Errorf("go install: %w", err)
 	}
 	defer os.RemoveAll(out)
 	// GOFLAGS is cleared: -mod and the like do not apply to a package@version install.
 	env := append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off", "GOFLAGS=", "GOBIN="+out)
-	cmd := exec.CommandContext(ctx, goTool, "install", "-trimpath",
-		"-ldflags", "-s -w -X helm.sh/helm/v4/internal/version.version="+HelmVersion,
-		helmPackage+"@"+HelmVersion)
+	args := []string{"install", "-trimpath", "-ldflags", ldflags}
+	if tags != "" {
+		args = append(args, "-tags", tags)
+	}
+	for _, p := range pkgs {
+		args = append(args, p+"@"+version)
+	}
+	cmd := exec.CommandContext(ctx, goTool, args...)
 	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = out, env, log, log
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("go install %s@%s: %w", helmPackage, HelmVersion, err)
+		return fmt.Errorf("go install %s@%s: %w", strings.Join(pkgs, " "), version, err)
 	}
-	if err := os.Rename(filepath.Join(out, "helm"), filepath.Join(dir, "helm")); err != nil {
-		return fmt.Errorf("helm build: %w", err)
+	for _, p := range pkgs {
+		name := path.Base(p)
+		if err := os.Rename(filepath.Join(out, name), filepath.Join(dir, name)); err != nil {
+			return fmt.Errorf("go install %s: %w", p, err)
+		}
 	}
 	return nil
 }

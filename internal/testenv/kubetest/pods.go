@@ -132,6 +132,14 @@ func (cp *ControlPlane) SetPodUnschedulable(t testing.TB, namespace, pod, messag
 // the test (SetPodExited).
 func (cp *ControlPlane) Kubelet(t testing.TB, namespace string) {
 	t.Helper()
+	cp.eachNewPod(t, namespace, "kubelet", startPod)
+}
+
+// eachNewPod calls act on every pod of the namespace, those there and
+// those that appear, until the test ends; role names the caller in the
+// test's log when the watch ends and starts again.
+func (cp *ControlPlane) eachNewPod(t testing.TB, namespace, role string, act func(context.Context, kubernetes.Interface, *corev1.Pod) error) {
+	t.Helper()
 	c := cp.Admin(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -139,8 +147,8 @@ func (cp *ControlPlane) Kubelet(t testing.TB, namespace string) {
 	go func() {
 		defer close(done)
 		for ctx.Err() == nil {
-			if err := runPods(ctx, c, namespace); err != nil && ctx.Err() == nil {
-				t.Logf("kubetest: kubelet for %s: %v (watching again)", namespace, err)
+			if err := actOnPods(ctx, c, namespace, act); err != nil && ctx.Err() == nil {
+				t.Logf("kubetest: %s for %s: %v (watching again)", role, namespace, err)
 				select {
 				case <-ctx.Done():
 				case <-time.After(200 * time.Millisecond):
@@ -150,15 +158,15 @@ func (cp *ControlPlane) Kubelet(t testing.TB, namespace string) {
 	}()
 }
 
-// runPods lists the namespace's pods, starts the pending ones, then watches
-// for more until the watch ends.
-func runPods(ctx context.Context, c kubernetes.Interface, namespace string) error {
+// actOnPods lists the namespace's pods, acts on each, then watches for more
+// until the watch ends.
+func actOnPods(ctx context.Context, c kubernetes.Interface, namespace string, act func(context.Context, kubernetes.Interface, *corev1.Pod) error) error {
 	list, err := c.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return err
 	}
 	for i := range list.Items {
-		if err := startPod(ctx, c, &list.Items[i]); err != nil {
+		if err := act(ctx, c, &list.Items[i]); err != nil {
 			return err
 		}
 	}
@@ -170,7 +178,7 @@ func runPods(ctx context.Context, c kubernetes.Interface, namespace string) erro
 	for ev := range w.ResultChan() {
 		switch ev.Type {
 		case watch.Added:
-			if err := startPod(ctx, c, ev.Object.(*corev1.Pod)); err != nil {
+			if err := act(ctx, c, ev.Object.(*corev1.Pod)); err != nil {
 				return err
 			}
 		case watch.Error:
