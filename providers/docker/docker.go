@@ -51,6 +51,7 @@ import (
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/client"
 
+	"github.com/agentscaler/agentscaler/internal/retry"
 	"github.com/agentscaler/agentscaler/providers"
 )
 
@@ -274,25 +275,21 @@ func (p *Provider) create(ctx context.Context, spec providers.AgentSpec) (provid
 			return providers.Instance{}, err
 		}
 	}
-	pause := 20 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		in, err := p.createOnce(ctx, spec)
-		if !errors.Is(err, errNameVanished) {
-			return in, err
-		}
-		if attempt == nameAttempts {
-			return providers.Instance{}, retryable("conflict", 0, fmt.Errorf(
-				"container name %s: in use by another container at each of %d creates, and that container gone each time it was looked up: %w",
-				spec.Name, nameAttempts, err))
-		}
+	var in providers.Instance
+	err := retry.Do(ctx, retry.Policy{
+		Retries: nameAttempts - 1, Base: 20 * time.Millisecond, Max: 160 * time.Millisecond,
 		// A holder the engine is still registering shows up in a moment.
-		select {
-		case <-ctx.Done():
-			return providers.Instance{}, ctx.Err()
-		case <-time.After(pause):
-		}
-		pause *= 2
+		Retryable: func(err error) (bool, time.Duration) { return errors.Is(err, errNameVanished), 0 },
+	}, func(ctx context.Context) (err error) {
+		in, err = p.createOnce(ctx, spec)
+		return err
+	})
+	if errors.Is(err, errNameVanished) && ctx.Err() == nil {
+		return providers.Instance{}, retryable("conflict", 0, fmt.Errorf(
+			"container name %s: in use by another container at each of %d creates, and that container gone each time it was looked up: %w",
+			spec.Name, nameAttempts, err))
 	}
+	return in, err
 }
 
 // createOnce creates and starts the container, or adopts the one holding
