@@ -2,6 +2,7 @@ package github
 
 import (
 	"context"
+	"net/http"
 	"strings"
 
 	"github.com/agentscaler/agentscaler/ci"
@@ -78,4 +79,28 @@ func (p *Source) RegisterPlaceholder(context.Context, string) error { return nil
 // labels, and returns its just-in-time configuration.
 func (p *Source) JITConfig(ctx context.Context, name string) (string, error) {
 	return p.API.JITConfig(ctx, name, p.Labels)
+}
+
+// Retire removes the registration of the runner named name, before its
+// instance is deleted: GitHub then hands it no job, and a container that
+// is gone leaves no runner that looks online. A runner that runs a job is
+// left alone: Retire returns an error wrapping ErrBusy (classified "busy",
+// not retryable), seen in the listing or as GitHub's refusal to remove it,
+// whichever comes first, so a job taken between the pass's look and the
+// removal keeps its runner. A runner already gone is fine.
+func (p *Source) Retire(ctx context.Context, name string) error {
+	runners, err := p.API.Runners(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range runners {
+		if r.Name != name {
+			continue
+		}
+		if r.Busy {
+			return &APIError{Op: opRemoveRunner, Status: http.StatusUnprocessableEntity, Err: ErrBusy}
+		}
+		return p.API.RemoveRunner(ctx, r.ID)
+	}
+	return nil
 }

@@ -168,8 +168,13 @@ func (e *Emulator) removeRunner(w http.ResponseWriter, r *http.Request) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	id := atoi(r.PathValue("id"))
-	if _, ok := e.rs[id]; !ok || r.PathValue("org") != e.opt.Org {
+	rn, ok := e.rs[id]
+	if !ok || r.PathValue("org") != e.opt.Org {
 		notFound(w)
+		return
+	}
+	if rn.Busy {
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"message": fmt.Sprintf("Bad request - Runner %q is still running a job", rn.Name)})
 		return
 	}
 	delete(e.rs, id)
