@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net/http"
 	"os"
@@ -84,7 +85,11 @@ func appTransport(cfg *config.GitHub, getenv func(string) string) (http.RoundTri
 
 func (s *gitHub) pool(pc config.Pool) (poolSource, error) {
 	src := github.NewSource(s.client, s.jobs, pc.Name, pc.Labels)
-	return poolSource{source: src, naming: github.Naming, pace: s.client.Pace, spec: s.specFunc(pc, src)}, nil
+	return poolSource{source: src, naming: github.Naming, pace: s.client.Pace, spec: jitSpec(pc),
+		provider: func(p providers.Provider) providers.Provider {
+			return &jitProvider{Provider: p, src: src, log: s.a.log.With("pool", pc.Name)}
+		},
+	}, nil
 }
 
 func (s *gitHub) hook() http.Handler {
@@ -95,19 +100,59 @@ func (s *gitHub) hook() http.Handler {
 		a.log)
 }
 
-// specFunc registers the runner for the instance about to be created and
-// hands its just-in-time configuration to the provider as a secret only.
-func (s *gitHub) specFunc(pc config.Pool, src *github.Source) func(context.Context, string) (providers.AgentSpec, error) {
+// jitSpec is the runner container without its configuration, which
+// jitProvider.Create adds.
+func jitSpec(pc config.Pool) func(context.Context, string) (providers.AgentSpec, error) {
 	mem, _ := pc.Agent.MemoryMB()
-	return func(ctx context.Context, name string) (providers.AgentSpec, error) {
-		jit, err := src.JITConfig(ctx, name)
-		if err != nil {
-			return providers.AgentSpec{}, fmt.Errorf("runner configuration: %w", err)
-		}
-		return providers.AgentSpec{
-			Image: pc.Agent.Image, CPU: pc.Agent.CPU, MemoryMB: mem,
-			Env:     maps.Clone(pc.Agent.Env),
-			Secrets: map[string]string{github.EnvJITConfig: jit},
-		}, nil
+	return func(context.Context, string) (providers.AgentSpec, error) {
+		return providers.AgentSpec{Image: pc.Agent.Image, CPU: pc.Agent.CPU, MemoryMB: mem, Env: maps.Clone(pc.Agent.Env)}, nil
 	}
+}
+
+// jitProvider makes a runner's registration part of its instance. A create
+// registers the single-use runner first and hands the container its
+// just-in-time configuration as a secret only; when a runner of that name
+// exists already, another reconciler made it and creates its instance, so
+// the create counts as done (the plan converges by name). A delete removes
+// the runner's registration first, and leaves a runner that runs a job
+// (and its instance) alone.
+type jitProvider struct {
+	providers.Provider
+	src *github.Source
+	log *slog.Logger
+}
+
+func (p *jitProvider) Create(ctx context.Context, spec providers.AgentSpec) (providers.Instance, error) {
+	jit, err := p.src.JITConfig(ctx, spec.Name)
+	if errors.Is(err, github.ErrConflict) {
+		p.log.Info("runner registered by another reconciler; its instance is theirs", "name", spec.Name)
+		return providers.Instance{Name: spec.Name, Pool: spec.Pool, Request: spec.Request, Slot: spec.Slot, State: providers.StatePending}, nil
+	}
+	if err != nil {
+		return providers.Instance{}, fmt.Errorf("register runner %s: %w", spec.Name, err)
+	}
+	spec.Secrets = maps.Clone(spec.Secrets)
+	if spec.Secrets == nil {
+		spec.Secrets = map[string]string{}
+	}
+	spec.Secrets[github.EnvJITConfig] = jit
+	in, err := p.Provider.Create(ctx, spec)
+	if err != nil {
+		// No container may hold the runner's configuration: remove the
+		// runner, or a later pass removes it as an offline leftover.
+		if ferr := p.src.Retire(context.WithoutCancel(ctx), spec.Name); ferr != nil {
+			p.log.Warn("removing the runner of a failed create failed; a later pass removes it", "name", spec.Name, "error", ferr)
+		}
+	}
+	return in, err
+}
+
+func (p *jitProvider) Delete(ctx context.Context, name string) error {
+	if err := p.src.Retire(ctx, name); err != nil {
+		if errors.Is(err, github.ErrBusy) {
+			p.log.Info("runner took a job; its instance stays", "name", name)
+		}
+		return fmt.Errorf("remove runner %s: %w", name, err)
+	}
+	return p.Provider.Delete(ctx, name)
 }
