@@ -89,17 +89,9 @@ pools:
 	}
 	logs := &syncbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	a, err := newApp(ctx, cfg, log, testEnv, deps{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	serveCtx, stopServe := context.WithCancel(context.Background())
-	listening := make(chan string, 1)
-	served := make(chan error, 1)
-	go func() { served <- a.serve(serveCtx, "127.0.0.1:0", func(addr string) { listening <- addr }) }()
+	addr, stopServe := startApp(t, cfg, log, testEnv)
 	defer func() {
-		stopServe()
-		if err := <-served; err != nil {
+		if err := stopServe(); err != nil {
 			t.Errorf("serve: %v", err)
 		}
 		for _, secret := range []string{testPAT, testPassword} {
@@ -111,7 +103,6 @@ pools:
 			t.Logf("logs:\n%s", logs.String())
 		}
 	}()
-	addr := <-listening
 	emu.Subscribe(adoemu.Subscription{URL: "http://" + addr + "/api/webhook/azuredevops", Username: "azdo", Password: testPassword})
 
 	began := time.Now()
@@ -322,6 +313,27 @@ func testAgentImage(t *testing.T, image string) (*dockertest.Engine, *docker.Pro
 		t.Fatal(err)
 	}
 	return eng, prov
+}
+
+// startApp runs serve of a new app for cfg on a loopback port, as the
+// binary does, until stop, which returns serve's error.
+func startApp(t *testing.T, cfg *config.Config, log *slog.Logger, getenv func(string) string) (addr string, stop func() error) {
+	t.Helper()
+	a, err := newApp(t.Context(), cfg, log, getenv, deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel) // a test that stops early stops serve too
+	listening, served := make(chan string, 1), make(chan error, 1)
+	go func() { served <- a.serve(ctx, "127.0.0.1:0", func(addr string) { listening <- addr }) }()
+	select {
+	case addr = <-listening:
+	case err := <-served:
+		cancel()
+		t.Fatalf("serve: %v", err)
+	}
+	return addr, func() error { cancel(); return <-served }
 }
 
 func sum(values iter.Seq[int]) int {
