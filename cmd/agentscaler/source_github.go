@@ -85,6 +85,7 @@ func appTransport(cfg *config.GitHub, getenv func(string) string) (http.RoundTri
 
 func (s *gitHub) pool(pc config.Pool) (poolSource, error) {
 	src := github.NewSource(s.client, s.jobs, pc.Name, pc.Labels)
+	src.Grace = s.a.cfg.Reconcile.CallTimeout
 	return poolSource{source: src, naming: github.Naming, pace: s.client.Pace, spec: jitSpec(pc),
 		provider: func(p providers.Provider) providers.Provider {
 			return &jitProvider{Provider: p, src: src, log: s.a.log.With("pool", pc.Name)}
