@@ -88,7 +88,7 @@ func (s *gitHub) pool(pc config.Pool) (poolSource, error) {
 	src.Grace = s.a.cfg.Reconcile.CallTimeout
 	return poolSource{source: src, naming: github.Naming, pace: s.client.Pace, spec: jitSpec(pc),
 		provider: func(p providers.Provider) providers.Provider {
-			return &jitProvider{Provider: p, src: src, log: s.a.log.With("pool", pc.Name)}
+			return jitRunners(p, src, s.a.log.With("pool", pc.Name))
 		},
 	}, nil
 }
@@ -102,7 +102,7 @@ func (s *gitHub) hook() http.Handler {
 }
 
 // jitSpec is the runner container without its configuration, which
-// jitProvider.Create adds.
+// jitRunners adds at create.
 func jitSpec(pc config.Pool) func(context.Context, string) (providers.AgentSpec, error) {
 	mem, _ := pc.Agent.MemoryMB()
 	return func(context.Context, string) (providers.AgentSpec, error) {
@@ -110,50 +110,28 @@ func jitSpec(pc config.Pool) func(context.Context, string) (providers.AgentSpec,
 	}
 }
 
-// jitProvider makes a runner's registration part of its instance. A create
+// jitRunners makes a runner's registration part of its instance. A create
 // registers the single-use runner first and hands the container its
 // just-in-time configuration as a secret only; when a runner of that name
 // exists already, another reconciler made it and creates its instance, so
-// the create counts as done (the plan converges by name). A delete removes
-// the runner's registration first, and leaves a runner that runs a job
-// (and its instance) alone.
-type jitProvider struct {
-	providers.Provider
-	src *github.Source
-	log *slog.Logger
-}
-
-func (p *jitProvider) Create(ctx context.Context, spec providers.AgentSpec) (providers.Instance, error) {
-	jit, err := p.src.JITConfig(ctx, spec.Name)
-	if errors.Is(err, github.ErrConflict) {
-		p.log.Info("runner registered by another reconciler; its instance is theirs", "name", spec.Name)
-		return providers.Instance{Name: spec.Name, Pool: spec.Pool, Request: spec.Request, Slot: spec.Slot, State: providers.StatePending}, nil
+// the create counts as done. A delete removes the runner's registration
+// first, and leaves a runner that runs a job (and its instance) alone.
+func jitRunners(p providers.Provider, src *github.Source, log *slog.Logger) providers.Provider {
+	return &registeredProvider{
+		Provider: p, log: log, busy: github.ErrBusy, work: "a job",
+		register: func(ctx context.Context, name string) (registration, error) {
+			jit, err := src.JITConfig(ctx, name)
+			switch {
+			case errors.Is(err, github.ErrConflict):
+				return registration{}, errCreatedElsewhere
+			case err != nil:
+				return registration{}, err
+			}
+			return registration{
+				secrets: map[string]string{github.EnvJITConfig: jit},
+				forget:  func(ctx context.Context) error { return src.Retire(ctx, name) },
+			}, nil
+		},
+		retire: src.Retire,
 	}
-	if err != nil {
-		return providers.Instance{}, fmt.Errorf("register runner %s: %w", spec.Name, err)
-	}
-	spec.Secrets = maps.Clone(spec.Secrets)
-	if spec.Secrets == nil {
-		spec.Secrets = map[string]string{}
-	}
-	spec.Secrets[github.EnvJITConfig] = jit
-	in, err := p.Provider.Create(ctx, spec)
-	if err != nil {
-		// No container may hold the runner's configuration: remove the
-		// runner, or a later pass removes it as an offline leftover.
-		if ferr := p.src.Retire(context.WithoutCancel(ctx), spec.Name); ferr != nil {
-			p.log.Warn("removing the runner of a failed create failed; a later pass removes it", "name", spec.Name, "error", ferr)
-		}
-	}
-	return in, err
-}
-
-func (p *jitProvider) Delete(ctx context.Context, name string) error {
-	if err := p.src.Retire(ctx, name); err != nil {
-		if errors.Is(err, github.ErrBusy) {
-			p.log.Info("runner took a job; its instance stays", "name", name)
-		}
-		return fmt.Errorf("remove runner %s: %w", name, err)
-	}
-	return p.Provider.Delete(ctx, name)
 }

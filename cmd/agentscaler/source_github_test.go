@@ -14,11 +14,11 @@ import (
 	"github.com/agentscaler/agentscaler/sources/github"
 )
 
-// TestJITProvider: a create registers the runner and hands its JIT config
+// TestJITRunners: a create registers the runner and hands its JIT config
 // only as a secret; a name another reconciler registered counts as created
 // (no second instance, no error); a delete removes the registration first
 // and keeps the instance of a runner that runs a job.
-func TestJITProvider(t *testing.T) {
+func TestJITRunners(t *testing.T) {
 	emu := ghemu.New(ghemu.Options{Org: "acme", Secret: []byte("s")})
 	srv := httptest.NewServer(emu.Handler())
 	defer srv.Close()
@@ -30,8 +30,9 @@ func TestJITProvider(t *testing.T) {
 	src := github.NewSource(c, github.NewJobs(c, github.JobsOptions{}), "cpu", nil)
 	mem := memory.New(memory.Options{})
 	rec := &specRecorder{Provider: mem, specs: map[string]providers.AgentSpec{}}
-	ours := &jitProvider{Provider: rec, src: src, log: slog.New(slog.DiscardHandler)}
-	theirs := &jitProvider{Provider: memory.New(memory.Options{}), src: src, log: slog.New(slog.DiscardHandler)}
+	theirMem := memory.New(memory.Options{})
+	ours := jitRunners(rec, src, slog.New(slog.DiscardHandler))
+	theirs := jitRunners(theirMem, src, slog.New(slog.DiscardHandler))
 	ctx := context.Background()
 	spec := func(name string) providers.AgentSpec {
 		return providers.AgentSpec{Name: name, Pool: "cpu", Request: 1, Image: "runner", Env: map[string]string{"K": "v"}}
@@ -43,7 +44,7 @@ func TestJITProvider(t *testing.T) {
 	if _, err := theirs.Create(ctx, spec("cpu-j1")); err != nil {
 		t.Fatalf("a runner another reconciler registered: %v, want the create taken as done", err)
 	}
-	if n := len(theirs.Provider.(*memory.Provider).All()); n != 0 {
+	if n := len(theirMem.All()); n != 0 {
 		t.Fatalf("the second reconciler made %d instances, want none", n)
 	}
 	if got := emu.Runners(); len(got) != 1 {
