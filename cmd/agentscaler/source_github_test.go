@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net/http"
 	"net/http/httptest"
 	"testing"
 
@@ -61,17 +60,9 @@ func TestJITRunners(t *testing.T) {
 	if len(got.Secrets) != 1 || got.Env["K"] != "v" || len(got.Env) != 1 {
 		t.Fatalf("spec env %v, %d secrets: want the pool's env and the configuration as the one secret", got.Env, len(got.Secrets))
 	}
-	jit, err := ghemu.DecodeJITConfig(got.Secrets[github.EnvJITConfig])
-	if err != nil {
-		t.Fatal(err)
+	if _, ok, err := ghemu.Take(got.Secrets[github.EnvJITConfig]); !ok || err != nil {
+		t.Fatalf("the runner took no job: %v", err)
 	}
-	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/_runner/acquire", nil)
-	req.Header.Set("Authorization", "RemoteAuth "+jit.Token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("acquire: %v %v", resp, err)
-	}
-	resp.Body.Close()
 	if err := ours.Delete(ctx, "cpu-j2"); !errors.Is(err, github.ErrBusy) {
 		t.Fatalf("deleting the instance of a busy runner: %v, want ErrBusy", err)
 	}

@@ -3,7 +3,6 @@ package github
 import (
 	"context"
 	"errors"
-	"net/http"
 	"net/http/httptest"
 	"slices"
 	"sync"
@@ -145,14 +144,9 @@ func TestRetireAgainstEmulator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jit, _ := ghemu.DecodeJITConfig(cfg)
-	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/_runner/acquire", nil)
-	req.Header.Set("Authorization", "RemoteAuth "+jit.Token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("acquire: %v %v", resp, err)
+	if _, ok, err := ghemu.Take(cfg); !ok || err != nil {
+		t.Fatalf("the runner took no job: %v", err)
 	}
-	resp.Body.Close()
 	err = src.Retire(ctx, "cpu-j2")
 	if retry, reason := classification(t, err); !errors.Is(err, ErrBusy) || retry || reason != "busy" {
 		t.Fatalf("retiring a busy runner: %v (retry %v, reason %q), want busy, not retried", err, retry, reason)

@@ -321,3 +321,27 @@ func carries(runner, job []string) bool {
 	}
 	return len(job) > 0
 }
+
+// Take asks for a job as the runner whose encoded JIT config is cfg, once,
+// as a runner polls: the job it took, or ok false when none was handed.
+func Take(cfg string) (a Acquire, ok bool, err error) {
+	c, err := DecodeJITConfig(cfg)
+	if err != nil {
+		return Acquire{}, false, err
+	}
+	req, _ := http.NewRequest(http.MethodPost, strings.TrimSuffix(c.URL, "/")+"/_runner/acquire", nil)
+	req.Header.Set("Authorization", "RemoteAuth "+c.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return Acquire{}, false, err
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+		err := json.NewDecoder(resp.Body).Decode(&a)
+		return a, err == nil, err
+	case http.StatusNoContent:
+		return Acquire{}, false, nil
+	}
+	return Acquire{}, false, fmt.Errorf("acquire: %s", resp.Status)
+}
