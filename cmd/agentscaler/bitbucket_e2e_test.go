@@ -152,14 +152,7 @@ pools:
 			t.Fatal(err)
 		}
 		logs := &syncbuf.Buffer{}
-		a, err := newApp(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil)), bbTestEnv, deps{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		serveCtx, stopServe := context.WithCancel(ctx)
-		listening, served := make(chan string, 1), make(chan error, 1)
-		go func() { served <- a.serve(serveCtx, "127.0.0.1:0", func(addr string) { listening <- addr }) }()
-		addr := <-listening
+		addr, stopServe := startApp(t, cfg, slog.New(slog.NewTextHandler(logs, nil)), bbTestEnv)
 
 		// Warm: min_idle runners online and idle in each pool.
 		until(fmt.Sprintf("min_idle %d: warm runners", minIdle), time.Minute, func() bool {
@@ -259,8 +252,7 @@ pools:
 		if !bytes.Contains(exposition, []byte(`agentscaler_source_requests_total{endpoint="runners",source="bitbucket",status="200"}`)) {
 			t.Errorf("/api/metrics lacks the Bitbucket calls")
 		}
-		stopServe()
-		if err := <-served; err != nil {
+		if err := stopServe(); err != nil {
 			t.Errorf("serve: %v", err)
 		}
 		for s := range secrets {

@@ -84,7 +84,7 @@ func TestDockerEndToEnd(t *testing.T) {
 `, emu.OrgURL(), image, eng.Host), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr, _ := serveForTest(t, ctx, cfgPath, emu)
+	addr, _ := serveForTest(t, cfgPath, emu)
 
 	began := time.Now()
 	jobs := map[int64]e2eJob{}
@@ -296,6 +296,27 @@ func testAgentImage(t *testing.T, image string) (*dockertest.Engine, *docker.Pro
 	return eng, prov
 }
 
+// startApp runs serve of a new app for cfg on a loopback port, as the
+// binary does, until stop, which returns serve's error.
+func startApp(t *testing.T, cfg *config.Config, log *slog.Logger, getenv func(string) string) (addr string, stop func() error) {
+	t.Helper()
+	a, err := newApp(t.Context(), cfg, log, getenv, deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel) // a test that stops early stops serve too
+	listening, served := make(chan string, 1), make(chan error, 1)
+	go func() { served <- a.serve(ctx, "127.0.0.1:0", func(addr string) { listening <- addr }) }()
+	select {
+	case addr = <-listening:
+	case err := <-served:
+		cancel()
+		t.Fatalf("serve: %v", err)
+	}
+	return addr, func() error { cancel(); return <-served }
+}
+
 func sum(values iter.Seq[int]) int {
 	n := 0
 	for v := range values {
@@ -328,7 +349,7 @@ func firstHook(emu *adoemu.Emulator, request int64) time.Time {
 // and subscribes the emulator's service hooks to it. When the test ends it
 // stops serve, fails the test if a secret appears in the logs, and shows
 // the logs of a failed test.
-func serveForTest(t *testing.T, ctx context.Context, cfgPath string, emu *adoemu.Emulator) (addr string, logs *syncbuf.Buffer) {
+func serveForTest(t *testing.T, cfgPath string, emu *adoemu.Emulator) (addr string, logs *syncbuf.Buffer) {
 	t.Helper()
 	cfg, err := config.Load(cfgPath, testEnv)
 	if err != nil {
@@ -336,17 +357,9 @@ func serveForTest(t *testing.T, ctx context.Context, cfgPath string, emu *adoemu
 	}
 	logs = &syncbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	a, err := newApp(ctx, cfg, log, testEnv, deps{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	serveCtx, stopServe := context.WithCancel(context.Background())
-	listening := make(chan string, 1)
-	served := make(chan error, 1)
-	go func() { served <- a.serve(serveCtx, "127.0.0.1:0", func(addr string) { listening <- addr }) }()
+	addr, stopServe := startApp(t, cfg, log, testEnv)
 	t.Cleanup(func() {
-		stopServe()
-		if err := <-served; err != nil {
+		if err := stopServe(); err != nil {
 			t.Errorf("serve: %v", err)
 		}
 		for _, secret := range []string{testPAT, testPassword} {
@@ -358,7 +371,6 @@ func serveForTest(t *testing.T, ctx context.Context, cfgPath string, emu *adoemu
 			t.Logf("logs:\n%s", logs.String())
 		}
 	})
-	addr = <-listening
 	emu.Subscribe(adoemu.Subscription{URL: "http://" + addr + "/api/webhook/azuredevops", Username: "azdo", Password: testPassword})
 	return addr, logs
 }

@@ -75,7 +75,7 @@ func TestKubernetesEndToEnd(t *testing.T) {
 `, emu.OrgURL(), image, kubeconfig, ns), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, logs := serveForTest(t, ctx, cfgPath, emu)
+	_, logs := serveForTest(t, cfgPath, emu)
 
 	const jobs = 4
 	for i := range jobs {

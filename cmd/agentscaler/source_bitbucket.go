@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -63,7 +61,7 @@ func (s *bitbucketSystem) pool(pc config.Pool) (poolSource, error) {
 		spec:     runnerSpec(pc),
 		interval: b.Interval,
 		provider: func(p providers.Provider) providers.Provider {
-			return &runnerProvider{Provider: p, src: src, log: s.a.log.With("pool", pc.Name)}
+			return bitbucketRunners(p, src, s.a.log.With("pool", pc.Name))
 		},
 	}, nil
 }
@@ -71,7 +69,7 @@ func (s *bitbucketSystem) pool(pc config.Pool) (poolSource, error) {
 func (s *bitbucketSystem) hook() http.Handler { return nil }
 
 // Runner environment (docs/bitbucket.md): the runner's identity is added
-// by runnerProvider.Create, the secret only as a secret.
+// by bitbucketRunners at create, the secret only as a secret.
 const (
 	envAccountUUID    = "ACCOUNT_UUID"
 	envRepositoryUUID = "REPOSITORY_UUID"
@@ -104,47 +102,25 @@ func runnerSpec(pc config.Pool) func(context.Context, string) (providers.AgentSp
 	}
 }
 
-// runnerProvider makes a runner's registration part of its instance: a
+// bitbucketRunners makes a runner's registration part of its instance: a
 // create registers the runner in Bitbucket first and hands the container
-// its uuid and OAuth client (the secret through the provider's secret
-// mechanism only); a delete disables and deletes the runner first, and
-// leaves a runner that took a step running.
-type runnerProvider struct {
-	providers.Provider
-	src *bitbucket.Source
-	log *slog.Logger
-}
-
-func (p *runnerProvider) Create(ctx context.Context, spec providers.AgentSpec) (providers.Instance, error) {
-	r, err := p.src.Register(ctx, spec.Name)
-	if err != nil {
-		return providers.Instance{}, fmt.Errorf("register runner %s: %w", spec.Name, err)
+// its uuid and OAuth client (the secret as a secret only); a delete
+// disables and deletes the runner first, and leaves a runner that took a
+// step running.
+func bitbucketRunners(p providers.Provider, src *bitbucket.Source, log *slog.Logger) providers.Provider {
+	return &registeredProvider{
+		Provider: p, log: log, busy: bitbucket.ErrBusy, work: "a step",
+		register: func(ctx context.Context, name string) (registration, error) {
+			r, err := src.Register(ctx, name)
+			if err != nil {
+				return registration{}, err
+			}
+			return registration{
+				env:     map[string]string{envRunnerUUID: r.UUID, envClientID: r.OAuth.ID},
+				secrets: map[string]string{envClientSecret: r.OAuth.Secret},
+				forget:  func(ctx context.Context) error { return src.Forget(ctx, r.UUID) },
+			}, nil
+		},
+		retire: src.Retire,
 	}
-	spec.Env = maps.Clone(spec.Env)
-	spec.Env[envRunnerUUID], spec.Env[envClientID] = r.UUID, r.OAuth.ID
-	spec.Secrets = maps.Clone(spec.Secrets)
-	if spec.Secrets == nil {
-		spec.Secrets = map[string]string{}
-	}
-	spec.Secrets[envClientSecret] = r.OAuth.Secret
-	in, err := p.Provider.Create(ctx, spec)
-	if err != nil {
-		// No container holds the runner's credential: delete the runner,
-		// or the next pass deletes it as a leftover.
-		if ferr := p.src.Forget(context.WithoutCancel(ctx), r.UUID); ferr != nil {
-			p.log.Warn("deleting the runner of a failed create failed; a later pass deletes it", "name", spec.Name, "error", ferr)
-		}
-		return in, err
-	}
-	return in, nil
-}
-
-func (p *runnerProvider) Delete(ctx context.Context, name string) error {
-	if err := p.src.Retire(ctx, name); err != nil {
-		if errors.Is(err, bitbucket.ErrBusy) {
-			p.log.Info("runner took a step; its instance stays", "name", name)
-		}
-		return fmt.Errorf("retire runner %s: %w", name, err)
-	}
-	return p.Provider.Delete(ctx, name)
 }

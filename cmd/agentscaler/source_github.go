@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net/http"
 	"os"
@@ -84,7 +85,12 @@ func appTransport(cfg *config.GitHub, getenv func(string) string) (http.RoundTri
 
 func (s *gitHub) pool(pc config.Pool) (poolSource, error) {
 	src := github.NewSource(s.client, s.jobs, pc.Name, pc.Labels)
-	return poolSource{source: src, naming: github.Naming, pace: s.client.Pace, spec: s.specFunc(pc, src)}, nil
+	src.Grace = s.a.cfg.Reconcile.CallTimeout
+	return poolSource{source: src, naming: github.Naming, pace: s.client.Pace, spec: jitSpec(pc),
+		provider: func(p providers.Provider) providers.Provider {
+			return jitRunners(p, src, s.a.log.With("pool", pc.Name))
+		},
+	}, nil
 }
 
 func (s *gitHub) hook() http.Handler {
@@ -95,19 +101,37 @@ func (s *gitHub) hook() http.Handler {
 		a.log)
 }
 
-// specFunc registers the runner for the instance about to be created and
-// hands its just-in-time configuration to the provider as a secret only.
-func (s *gitHub) specFunc(pc config.Pool, src *github.Source) func(context.Context, string) (providers.AgentSpec, error) {
+// jitSpec is the runner container without its configuration, which
+// jitRunners adds at create.
+func jitSpec(pc config.Pool) func(context.Context, string) (providers.AgentSpec, error) {
 	mem, _ := pc.Agent.MemoryMB()
-	return func(ctx context.Context, name string) (providers.AgentSpec, error) {
-		jit, err := src.JITConfig(ctx, name)
-		if err != nil {
-			return providers.AgentSpec{}, fmt.Errorf("runner configuration: %w", err)
-		}
-		return providers.AgentSpec{
-			Image: pc.Agent.Image, CPU: pc.Agent.CPU, MemoryMB: mem,
-			Env:     maps.Clone(pc.Agent.Env),
-			Secrets: map[string]string{github.EnvJITConfig: jit},
-		}, nil
+	return func(context.Context, string) (providers.AgentSpec, error) {
+		return providers.AgentSpec{Image: pc.Agent.Image, CPU: pc.Agent.CPU, MemoryMB: mem, Env: maps.Clone(pc.Agent.Env)}, nil
+	}
+}
+
+// jitRunners makes a runner's registration part of its instance. A create
+// registers the single-use runner first and hands the container its
+// just-in-time configuration as a secret only; when a runner of that name
+// exists already, another reconciler made it and creates its instance, so
+// the create counts as done. A delete removes the runner's registration
+// first, and leaves a runner that runs a job (and its instance) alone.
+func jitRunners(p providers.Provider, src *github.Source, log *slog.Logger) providers.Provider {
+	return &registeredProvider{
+		Provider: p, log: log, busy: github.ErrBusy, work: "a job",
+		register: func(ctx context.Context, name string) (registration, error) {
+			jit, err := src.JITConfig(ctx, name)
+			switch {
+			case errors.Is(err, github.ErrConflict):
+				return registration{}, errCreatedElsewhere
+			case err != nil:
+				return registration{}, err
+			}
+			return registration{
+				secrets: map[string]string{github.EnvJITConfig: jit},
+				forget:  func(ctx context.Context) error { return src.Retire(ctx, name) },
+			}, nil
+		},
+		retire: src.Retire,
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/agentscaler/agentscaler/ci"
+	"github.com/agentscaler/agentscaler/internal/hookhttp"
 	"github.com/agentscaler/agentscaler/internal/logsafe"
 )
 
@@ -352,52 +352,42 @@ func NewHookHandler(auth Authenticator, organization string, s Scaler, lag func(
 }
 
 func (h *HookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	log := h.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := hookhttp.Logger(h.Logger)
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		h.reply(w, log, http.StatusMethodNotAllowed, eventLabelOther, "method_not_allowed", "only POST is accepted")
+		hookhttp.Reply(w, log, h.Observe, http.StatusMethodNotAllowed, eventLabelOther, "method_not_allowed", "only POST is accepted")
 		return
 	}
 	if h.Auth == nil || !h.Auth(r) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="agentscaler"`)
-		h.reply(w, log.With("remote", r.RemoteAddr), http.StatusUnauthorized, eventLabelOther, "unauthorized", "unauthorized")
+		hookhttp.Reply(w, log.With("remote", r.RemoteAddr), h.Observe, http.StatusUnauthorized, eventLabelOther, "unauthorized", "unauthorized")
 		return
 	}
 
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxHookBody))
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			h.reply(w, log, http.StatusRequestEntityTooLarge, eventLabelOther, "too_large",
-				fmt.Sprintf("body exceeds %d bytes", tooLarge.Limit))
-			return
-		}
-		h.reply(w, log, http.StatusBadRequest, eventLabelOther, "bad_request", "reading body: "+err.Error())
+	body, ok := hookhttp.ReadBody(w, r, maxHookBody, log, h.Observe, eventLabelOther)
+	if !ok {
 		return
 	}
 	e, err := ParseEvent(body)
 	if err != nil {
-		h.reply(w, log, http.StatusBadRequest, eventLabelOther, "bad_request", err.Error())
+		hookhttp.Reply(w, log, h.Observe, http.StatusBadRequest, eventLabelOther, "bad_request", err.Error())
 		return
 	}
 
 	log = log.With("id", logsafe.Clip(e.ID), "type", logsafe.Clip(e.Type), "state", logsafe.Clip(e.State))
 	label := eventLabel(e.Type)
 	if label == eventLabelOther {
-		h.reply(w, log, http.StatusAccepted, label, "ignored", "ignored: not a job or run state event")
+		hookhttp.Reply(w, log, h.Observe, http.StatusAccepted, label, "ignored", "ignored: not a job or run state event")
 		return
 	}
 	if h.Organization != "" && e.OrgURL != "" && !SameOrganization(e.OrgURL, h.Organization) {
 		// Worth a warning: the subscription posts to the wrong service.
 		log.Warn("service hook from another organization ignored", "organization", logsafe.Clip(e.OrgURL))
-		h.reply(w, log, http.StatusAccepted, label, "other_organization", "ignored: from another organization than the one served")
+		hookhttp.Reply(w, log, h.Observe, http.StatusAccepted, label, "other_organization", "ignored: from another organization than the one served")
 		return
 	}
-	if h.Dedup != nil && h.Dedup.Seen(e.ID, h.now()) {
-		h.reply(w, log, http.StatusOK, label, "duplicate", "already accepted")
+	if h.Dedup != nil && h.Dedup.Seen(e.ID, hookhttp.Now(h.Now)) {
+		hookhttp.Reply(w, log, h.Observe, http.StatusOK, label, "duplicate", "already accepted")
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), acceptTimeout)
@@ -405,33 +395,14 @@ func (h *HookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := h.Accept(ctx, e); err != nil {
 		log.Warn("service hook not accepted; asking Azure DevOps to retry", "error", err)
 		w.Header().Set("Retry-After", retryAfterSeconds)
-		h.reply(w, log, http.StatusServiceUnavailable, label, "error", "not accepted, retry later")
+		hookhttp.Reply(w, log, h.Observe, http.StatusServiceUnavailable, label, "error", "not accepted, retry later")
 		return
 	}
 	// Remembered only now: a failed Accept must not turn the retry into a duplicate.
 	if h.Dedup != nil {
-		h.Dedup.Remember(e.ID, h.now())
+		h.Dedup.Remember(e.ID, hookhttp.Now(h.Now))
 	}
-	h.reply(w, log, http.StatusOK, label, "accepted", "accepted")
-}
-
-func (h *HookHandler) now() time.Time {
-	if h.Now != nil {
-		return h.Now()
-	}
-	return time.Now()
-}
-
-// reply counts, logs and answers one hook with a short plain-text body.
-func (h *HookHandler) reply(w http.ResponseWriter, log *slog.Logger, status int, event, outcome, msg string) {
-	if h.Observe != nil {
-		h.Observe(event, outcome)
-	}
-	log.Debug("service hook", "status", status, "outcome", outcome)
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	fmt.Fprintln(w, msg)
+	hookhttp.Reply(w, log, h.Observe, http.StatusOK, label, "accepted", "accepted")
 }
 
 // eventLabel maps an event type to its fixed Observe label.

@@ -14,14 +14,55 @@ import (
 	gh "github.com/google/go-github/v88/github"
 )
 
-// Errors a Client returns for GitHub's answers the source acts on.
+// Errors a Client returns for GitHub's answers the source acts on; test
+// with errors.Is. Every error of a call that GitHub answered describes
+// itself to the scaler (providers.Classify, through Classification).
 var (
 	ErrNotFound = errors.New("github: not found")
 	// ErrConflict: a runner of that name exists already (another
-	// reconciler made it); the create fails this pass and the plan sorts
-	// it out next pass.
+	// reconciler made it). Source.Create takes it as the create done: the
+	// plan converges by name.
 	ErrConflict = errors.New("github: a runner of that name exists")
+	// ErrBusy: GitHub refused to remove a runner that runs a job (422).
+	ErrBusy = errors.New("github: the runner runs a job")
 )
+
+// APIError is a call GitHub answered with an error status, or that got no
+// answer (Status 0).
+type APIError struct {
+	Op         string
+	Status     int
+	RetryAfter time.Duration // the server's hint, 0 for none
+	Err        error
+}
+
+func (e *APIError) Error() string { return "github " + e.Op + ": " + e.Err.Error() }
+func (e *APIError) Unwrap() error { return e.Err }
+
+// Classification describes the failure as the scaler classifies every
+// failed action (providers.Classified): whether trying again may succeed,
+// the server's hint, and a short reason in the providers' words.
+func (e *APIError) Classification() (retryable bool, after time.Duration, reason string) {
+	switch s := e.Status; {
+	case errors.Is(e.Err, ErrConflict):
+		return false, 0, "conflict"
+	case errors.Is(e.Err, ErrBusy):
+		return false, 0, "busy"
+	case errors.Is(e.Err, ErrNotFound):
+		return false, 0, "not_found"
+	case s == http.StatusTooManyRequests || s == http.StatusForbidden && e.RetryAfter > 0:
+		return true, e.RetryAfter, "throttled"
+	case s == http.StatusUnauthorized || s == http.StatusForbidden:
+		return false, 0, "auth"
+	case s == http.StatusUnprocessableEntity || s == http.StatusBadRequest:
+		return false, 0, "bad_request"
+	case s >= 500:
+		return true, e.RetryAfter, "server_error"
+	case s == 0:
+		return true, 0, "network"
+	}
+	return false, 0, "api_error"
+}
 
 // Runner is a self-hosted runner as the autoscaler reads it.
 type Runner struct {
@@ -151,27 +192,43 @@ func (c *Client) done(op string, resp *gh.Response, err error) error {
 			c.opt.ObserveRateLimit(resp.Rate.Remaining, resp.Rate.Limit, resp.Rate.Reset.Time)
 		}
 	}
-	outcome := "ok"
+	if err == nil {
+		c.observe(op, resp)
+		return nil
+	}
+	e := &APIError{Op: op, Err: err}
+	if resp != nil {
+		e.Status = resp.StatusCode
+	}
 	var abuse *gh.AbuseRateLimitError
 	var rate *gh.RateLimitError
 	switch {
-	case err == nil:
 	case errors.As(err, &abuse):
-		outcome = "rate_limited"
-		if d := abuse.GetRetryAfter(); d > 0 {
+		e.RetryAfter = abuse.GetRetryAfter()
+		if e.Status == 0 || e.Status == http.StatusForbidden && e.RetryAfter == 0 {
+			e.Status = http.StatusTooManyRequests
+		}
+		if e.RetryAfter > 0 {
 			c.mu.Lock()
-			c.blocked = time.Now().Add(d)
+			c.blocked = time.Now().Add(e.RetryAfter)
 			c.mu.Unlock()
 		}
 	case errors.As(err, &rate):
-		outcome = "rate_limited"
-	case resp != nil && resp.StatusCode == http.StatusNotFound:
-		outcome, err = "not_found", fmt.Errorf("%s: %w", op, ErrNotFound)
-	case resp != nil && resp.StatusCode == http.StatusConflict:
-		outcome, err = "conflict", fmt.Errorf("%s: %w", op, ErrConflict)
-	default:
-		outcome = "error"
+		e.Status = http.StatusTooManyRequests
+		e.RetryAfter = time.Until(rate.Rate.Reset.Time)
+	case e.Status == http.StatusNotFound:
+		e.Err = ErrNotFound
+	case e.Status == http.StatusConflict:
+		e.Err = ErrConflict
+	case e.Status == http.StatusUnprocessableEntity && op == opRemoveRunner:
+		// GitHub's answer to removing a runner that runs a job.
+		e.Err = ErrBusy
 	}
+	c.observe(op, resp)
+	return e
+}
+
+func (c *Client) observe(op string, resp *gh.Response) {
 	if c.opt.Observe != nil {
 		status := 0
 		if resp != nil {
@@ -179,10 +236,6 @@ func (c *Client) done(op string, resp *gh.Response, err error) error {
 		}
 		c.opt.Observe(op, status)
 	}
-	if outcome == "error" || outcome == "rate_limited" {
-		err = fmt.Errorf("github %s: %w", op, err)
-	}
-	return err
 }
 
 // Job reads a workflow job.
@@ -232,15 +285,13 @@ func (c *Client) Runners(ctx context.Context) ([]Runner, error) {
 	var out []Runner
 	opt := &gh.ListRunnersOptions{ListOptions: gh.ListOptions{PerPage: 100}}
 	for page := 0; page < c.opt.MaxRunnerPages; page++ {
-		var rs *gh.Runners
-		var resp *gh.Response
-		var err error
-		if c.opt.Org != "" {
-			rs, resp, err = c.gh.Actions.ListOrganizationRunners(ctx, c.opt.Org, opt)
-		} else {
-			owner, name, _ := strings.Cut(c.opt.Repo, "/")
-			rs, resp, err = c.gh.Actions.ListRunners(ctx, owner, name, opt)
-		}
+		rs, resp, err := scoped(c,
+			func(org string) (*gh.Runners, *gh.Response, error) {
+				return c.gh.Actions.ListOrganizationRunners(ctx, org, opt)
+			},
+			func(owner, repo string) (*gh.Runners, *gh.Response, error) {
+				return c.gh.Actions.ListRunners(ctx, owner, repo, opt)
+			})
 		if err = c.done("list_runners", resp, err); err != nil {
 			return nil, err
 		}
@@ -261,15 +312,16 @@ func (c *Client) Runners(ctx context.Context) ([]Runner, error) {
 
 // RemoveRunner deletes a runner's registration; one already gone is fine.
 func (c *Client) RemoveRunner(ctx context.Context, id int64) error {
-	var resp *gh.Response
-	var err error
-	if c.opt.Org != "" {
-		resp, err = c.gh.Actions.RemoveOrganizationRunner(ctx, c.opt.Org, id)
-	} else {
-		owner, name, _ := strings.Cut(c.opt.Repo, "/")
-		resp, err = c.gh.Actions.RemoveRunner(ctx, owner, name, id)
-	}
-	if err = c.done("remove_runner", resp, err); errors.Is(err, ErrNotFound) {
+	_, resp, err := scoped(c,
+		func(org string) (struct{}, *gh.Response, error) {
+			resp, err := c.gh.Actions.RemoveOrganizationRunner(ctx, org, id)
+			return struct{}{}, resp, err
+		},
+		func(owner, repo string) (struct{}, *gh.Response, error) {
+			resp, err := c.gh.Actions.RemoveRunner(ctx, owner, repo, id)
+			return struct{}{}, resp, err
+		})
+	if err = c.done(opRemoveRunner, resp, err); errors.Is(err, ErrNotFound) {
 		return nil
 	}
 	return err
@@ -280,15 +332,13 @@ func (c *Client) RemoveRunner(ctx context.Context, id int64) error {
 // the runner through the provider's secrets only, and is never logged.
 func (c *Client) JITConfig(ctx context.Context, name string, labels []string) (string, error) {
 	req := &gh.GenerateJITConfigRequest{Name: name, RunnerGroupID: c.opt.RunnerGroupID, Labels: labels, WorkFolder: gh.Ptr(c.opt.WorkFolder)}
-	var cfg *gh.JITRunnerConfig
-	var resp *gh.Response
-	var err error
-	if c.opt.Org != "" {
-		cfg, resp, err = c.gh.Actions.GenerateOrgJITConfig(ctx, c.opt.Org, req)
-	} else {
-		owner, repo, _ := strings.Cut(c.opt.Repo, "/")
-		cfg, resp, err = c.gh.Actions.GenerateRepoJITConfig(ctx, owner, repo, req)
-	}
+	cfg, resp, err := scoped(c,
+		func(org string) (*gh.JITRunnerConfig, *gh.Response, error) {
+			return c.gh.Actions.GenerateOrgJITConfig(ctx, org, req)
+		},
+		func(owner, repo string) (*gh.JITRunnerConfig, *gh.Response, error) {
+			return c.gh.Actions.GenerateRepoJITConfig(ctx, owner, repo, req)
+		})
 	if err = c.done("generate_jitconfig", resp, err); err != nil {
 		return "", err
 	}
@@ -296,6 +346,18 @@ func (c *Client) JITConfig(ctx context.Context, name string, labels []string) (s
 		return "", errors.New("github generate_jitconfig: no encoded_jit_config in the answer")
 	}
 	return cfg.GetEncodedJITConfig(), nil
+}
+
+const opRemoveRunner = "remove_runner"
+
+// scoped makes the call on the runners' owner: the organization's when
+// they are org-level, else the repository's.
+func scoped[T any](c *Client, org func(org string) (T, *gh.Response, error), repo func(owner, name string) (T, *gh.Response, error)) (T, *gh.Response, error) {
+	if c.opt.Org != "" {
+		return org(c.opt.Org)
+	}
+	owner, name, _ := strings.Cut(c.opt.Repo, "/")
+	return repo(owner, name)
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }

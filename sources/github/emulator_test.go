@@ -96,3 +96,71 @@ func TestClientAgainstEmulator(t *testing.T) {
 		t.Fatalf("rate-limit budget observed %d", remaining)
 	}
 }
+
+// classification is providers.Classified's method, as the scaler reads it.
+func classification(t *testing.T, err error) (bool, string) {
+	t.Helper()
+	var c interface {
+		Classification() (bool, time.Duration, string)
+	}
+	if !errors.As(err, &c) {
+		t.Fatalf("%v does not classify itself", err)
+	}
+	retry, _, reason := c.Classification()
+	return retry, reason
+}
+
+// TestRetireAgainstEmulator: an idle runner is removed, one that runs a job
+// is left alone whether the listing or GitHub's refusal says so, and one
+// already gone is fine; a name taken is a conflict, not an unknown error.
+func TestRetireAgainstEmulator(t *testing.T) {
+	emu := ghemu.New(ghemu.Options{Org: "acme", Secret: []byte("s"), RunTime: time.Second})
+	srv := httptest.NewServer(emu.Handler())
+	defer srv.Close()
+	emu.SetURL(srv.URL)
+	c, err := NewClient(Options{BaseURL: srv.URL, Org: "acme", Token: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	src := NewSource(c, NewJobs(c, JobsOptions{}), "cpu", nil)
+
+	if _, err := src.JITConfig(ctx, "cpu-j1"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = src.JITConfig(ctx, "cpu-j1")
+	if retry, reason := classification(t, err); !errors.Is(err, ErrConflict) || retry || reason != "conflict" {
+		t.Fatalf("a name taken: %v (retry %v, reason %q), want a conflict not retried", err, retry, reason)
+	}
+	if err := src.Retire(ctx, "cpu-j1"); err != nil {
+		t.Fatalf("retiring an idle runner: %v", err)
+	}
+	if got := emu.Runners(); len(got) != 0 {
+		t.Fatalf("runners after retiring the idle one: %v", got)
+	}
+
+	emu.Queue("acme/app", "self-hosted")
+	cfg, err := src.JITConfig(ctx, "cpu-j2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := ghemu.Take(cfg); !ok || err != nil {
+		t.Fatalf("the runner took no job: %v", err)
+	}
+	err = src.Retire(ctx, "cpu-j2")
+	if retry, reason := classification(t, err); !errors.Is(err, ErrBusy) || retry || reason != "busy" {
+		t.Fatalf("retiring a busy runner: %v (retry %v, reason %q), want busy, not retried", err, retry, reason)
+	}
+	runners, _ := c.Runners(ctx)
+	if len(runners) != 1 {
+		t.Fatalf("runners %+v", runners)
+	}
+	// The listing said idle, the runner took a job since: GitHub refuses.
+	err = c.RemoveRunner(ctx, runners[0].ID)
+	if retry, reason := classification(t, err); !errors.Is(err, ErrBusy) || retry || reason != "busy" {
+		t.Fatalf("removing a busy runner: %v (retry %v, reason %q), want busy", err, retry, reason)
+	}
+	if err := src.Retire(ctx, "cpu-j3"); err != nil {
+		t.Fatalf("retiring a runner that is gone: %v", err)
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -18,6 +17,7 @@ import (
 	gh "github.com/google/go-github/v88/github"
 
 	"github.com/agentscaler/agentscaler/ci"
+	"github.com/agentscaler/agentscaler/internal/hookhttp"
 	"github.com/agentscaler/agentscaler/internal/logsafe"
 	"github.com/agentscaler/agentscaler/sources/azuredevops"
 )
@@ -182,86 +182,59 @@ func NewHookHandler(secret []byte, org string, jobs *Jobs, s Scaler, lag func(ti
 }
 
 func (h *HookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	log := h.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := hookhttp.Logger(h.Logger)
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		h.reply(w, log, http.StatusMethodNotAllowed, eventLabelOther, "method_not_allowed", "only POST is accepted")
+		hookhttp.Reply(w, log, h.Observe, http.StatusMethodNotAllowed, eventLabelOther, "method_not_allowed", "only POST is accepted")
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxHookBody))
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			h.reply(w, log, http.StatusRequestEntityTooLarge, eventLabelOther, "too_large", fmt.Sprintf("body exceeds %d bytes", tooLarge.Limit))
-			return
-		}
-		h.reply(w, log, http.StatusBadRequest, eventLabelOther, "bad_request", "reading body failed")
+	body, ok := hookhttp.ReadBody(w, r, maxHookBody, log, h.Observe, eventLabelOther)
+	if !ok {
 		return
 	}
 	if !ValidSignature(h.Secret, body, r.Header.Get(HeaderSignature)) {
-		h.reply(w, log.With("remote", r.RemoteAddr), http.StatusUnauthorized, eventLabelOther, "unauthorized", "bad signature")
+		hookhttp.Reply(w, log.With("remote", r.RemoteAddr), h.Observe, http.StatusUnauthorized, eventLabelOther, "unauthorized", "bad signature")
 		return
 	}
 	event, delivery := r.Header.Get(HeaderEvent), r.Header.Get(HeaderDelivery)
 	log = log.With("event", logsafe.Clip(event), "delivery", logsafe.Clip(delivery))
 	switch event {
 	case "ping":
-		h.reply(w, log, http.StatusOK, eventLabelPing, "accepted", "pong")
+		hookhttp.Reply(w, log, h.Observe, http.StatusOK, eventLabelPing, "accepted", "pong")
 		return
 	case "workflow_job":
 	default:
-		h.reply(w, log, http.StatusAccepted, eventLabelOther, "ignored", "ignored: not a workflow_job event")
+		hookhttp.Reply(w, log, h.Observe, http.StatusAccepted, eventLabelOther, "ignored", "ignored: not a workflow_job event")
 		return
 	}
 	if len(delivery) > maxDeliveryID {
-		h.reply(w, log, http.StatusBadRequest, eventLabelJob, "bad_request", "delivery id too long")
+		hookhttp.Reply(w, log, h.Observe, http.StatusBadRequest, eventLabelJob, "bad_request", "delivery id too long")
 		return
 	}
 	hook, err := ParseHook(body)
 	if err != nil {
-		h.reply(w, log, http.StatusBadRequest, eventLabelJob, "bad_request", err.Error())
+		hookhttp.Reply(w, log, h.Observe, http.StatusBadRequest, eventLabelJob, "bad_request", err.Error())
 		return
 	}
 	log = log.With("action", logsafe.Clip(hook.Action), "job", hook.Job.ID)
 	if h.Org != "" && hook.Org != "" && !strings.EqualFold(hook.Org, h.Org) {
 		log.Warn("webhook from another organization ignored", "organization", logsafe.Clip(hook.Org))
-		h.reply(w, log, http.StatusAccepted, eventLabelJob, "other_organization", "ignored: from another organization than the one served")
+		hookhttp.Reply(w, log, h.Observe, http.StatusAccepted, eventLabelJob, "other_organization", "ignored: from another organization than the one served")
 		return
 	}
-	if h.Dedup != nil && delivery != "" && h.Dedup.Seen(delivery, h.now()) {
-		h.reply(w, log, http.StatusOK, eventLabelJob, "duplicate", "already accepted")
+	if h.Dedup != nil && delivery != "" && h.Dedup.Seen(delivery, hookhttp.Now(h.Now)) {
+		hookhttp.Reply(w, log, h.Observe, http.StatusOK, eventLabelJob, "duplicate", "already accepted")
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
 	concerned := h.Accept(ctx, hook)
 	if h.Dedup != nil && delivery != "" {
-		h.Dedup.Remember(delivery, h.now())
+		h.Dedup.Remember(delivery, hookhttp.Now(h.Now))
 	}
 	if !concerned {
-		h.reply(w, log, http.StatusAccepted, eventLabelJob, "no_pool", "accepted: no pool serves these labels")
+		hookhttp.Reply(w, log, h.Observe, http.StatusAccepted, eventLabelJob, "no_pool", "accepted: no pool serves these labels")
 		return
 	}
-	h.reply(w, log, http.StatusOK, eventLabelJob, "accepted", "accepted")
-}
-
-func (h *HookHandler) now() time.Time {
-	if h.Now != nil {
-		return h.Now()
-	}
-	return time.Now()
-}
-
-func (h *HookHandler) reply(w http.ResponseWriter, log *slog.Logger, status int, event, outcome, msg string) {
-	if h.Observe != nil {
-		h.Observe(event, outcome)
-	}
-	log.Debug("webhook", "status", status, "outcome", outcome)
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	fmt.Fprintln(w, msg)
+	hookhttp.Reply(w, log, h.Observe, http.StatusOK, eventLabelJob, "accepted", "accepted")
 }

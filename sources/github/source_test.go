@@ -176,3 +176,40 @@ func TestJobsBounded(t *testing.T) {
 		t.Fatalf("held %d, want 3", jobs.Len())
 	}
 }
+
+// TestOfflineRunnersShowAfterGrace: a runner of ours registered a moment ago
+// by another reconciler, offline until its container starts, is not shown
+// (the plan would unregister it as a leftover) until Grace has passed;
+// online runners and others' show at once.
+func TestOfflineRunnersShowAfterGrace(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	api := &fakeAPI{runners: []Runner{
+		{ID: 1, Name: "cpu-j1"},
+		{ID: 2, Name: "cpu-j2", Online: true},
+		{ID: 3, Name: "static", Labels: Offered(nil)},
+	}}
+	src := NewSource(api, NewJobs(api, JobsOptions{}), "cpu", nil)
+	src.Grace, src.Now = 30*time.Second, func() time.Time { return now }
+	names := func() []string {
+		agents, err := src.Agents(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, a := range agents {
+			out = append(out, a.Name)
+		}
+		return out
+	}
+	if got := names(); !slices.Equal(got, []string{"cpu-j2", "static"}) {
+		t.Fatalf("first look: %v, want the offline runner of ours hidden", got)
+	}
+	now = now.Add(29 * time.Second)
+	if got := names(); len(got) != 2 {
+		t.Fatalf("within the grace: %v", got)
+	}
+	now = now.Add(time.Second)
+	if got := names(); !slices.Equal(got, []string{"cpu-j1", "cpu-j2", "static"}) {
+		t.Fatalf("after the grace: %v, want the offline runner shown", got)
+	}
+}

@@ -35,7 +35,8 @@ type Options struct {
 	// Twice delivers every webhook twice, under one delivery id.
 	Twice bool
 	// Lose, when set, drops the hook of a job's action when it says so.
-	Lose func(job int64, action string) bool
+	// It is called with the emulator's lock held.
+	Lose func(job JobState, action string) bool
 	// RunTime is how long a runner holds a job.
 	RunTime time.Duration
 }
@@ -124,6 +125,26 @@ func (e *Emulator) Runners() []string {
 	return out
 }
 
+// RunnerState is a registered runner as the emulator keeps it.
+type RunnerState struct {
+	ID     int64
+	Name   string
+	Online bool // it has asked for a job
+	Busy   bool
+}
+
+// RunnerStates returns the registered runners, by name.
+func (e *Emulator) RunnerStates() []RunnerState {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []RunnerState
+	for _, r := range e.rs {
+		out = append(out, RunnerState{ID: r.ID, Name: r.Name, Online: r.Online, Busy: r.Busy})
+	}
+	slices.SortFunc(out, func(a, b RunnerState) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
 // Calls returns the REST calls served, by operation.
 func (e *Emulator) Calls() map[string]int {
 	e.mu.Lock()
@@ -161,7 +182,7 @@ func (e *Emulator) hookJob(j *JobState) map[string]any {
 // until a 2xx (at most 8 tries), twice when Twice is set. Call without mu.
 func (e *Emulator) send(j *JobState, action string) {
 	e.mu.Lock()
-	if e.opt.Lose != nil && e.opt.Lose(j.ID, action) {
+	if e.opt.Lose != nil && e.opt.Lose(*j, action) {
 		e.mu.Unlock()
 		return
 	}

@@ -20,8 +20,8 @@ func (e *Emulator) Handler() http.Handler {
 	mux.HandleFunc("GET /orgs/{org}/actions/runners", e.count("list_runners", e.listRunners))
 	mux.HandleFunc("DELETE /orgs/{org}/actions/runners/{id}", e.count("remove_runner", e.removeRunner))
 	mux.HandleFunc("POST /orgs/{org}/actions/runners/generate-jitconfig", e.count("generate_jitconfig", e.jitConfig))
-	mux.HandleFunc("POST /_runner/acquire", e.acquire)
-	mux.HandleFunc("POST /_runner/complete", e.complete)
+	mux.HandleFunc("POST /_runner/acquire", e.asRunner(e.acquire))
+	mux.HandleFunc("POST /_runner/complete", e.asRunner(e.complete))
 	return mux
 }
 
@@ -168,8 +168,13 @@ func (e *Emulator) removeRunner(w http.ResponseWriter, r *http.Request) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	id := atoi(r.PathValue("id"))
-	if _, ok := e.rs[id]; !ok || r.PathValue("org") != e.opt.Org {
+	rn, ok := e.rs[id]
+	if !ok || r.PathValue("org") != e.opt.Org {
 		notFound(w)
+		return
+	}
+	if rn.Busy {
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"message": fmt.Sprintf("Bad request - Runner %q is still running a job", rn.Name)})
 		return
 	}
 	delete(e.rs, id)
@@ -237,21 +242,45 @@ type Acquire struct {
 	Seconds int   `json:"seconds"`
 }
 
+// runnerCall is one call of the runner protocol's answer, made under the
+// emulator's lock; hook, when set, is sent with action once it is released.
+type runnerCall struct {
+	status int
+	body   any // JSON, nil for none
+	hook   *JobState
+	action string
+}
+
+// asRunner serves a runner protocol call: f gets, under the lock, the
+// runner whose credential the request carries (401 when none).
+func (e *Emulator) asRunner(f func(rn *runner) runnerCall) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		e.mu.Lock()
+		rn := e.runnerOf(r)
+		if rn == nil {
+			e.mu.Unlock()
+			writeJSON(w, http.StatusUnauthorized, map[string]any{"message": "unknown runner"})
+			return
+		}
+		c := f(rn)
+		e.mu.Unlock()
+		if c.hook != nil {
+			e.send(c.hook, c.action)
+		}
+		if c.body == nil {
+			w.WriteHeader(c.status)
+			return
+		}
+		writeJSON(w, c.status, c.body)
+	}
+}
+
 // acquire brings the runner online and hands it the oldest queued job
 // whose every label it carries (204 when none).
-func (e *Emulator) acquire(w http.ResponseWriter, r *http.Request) {
-	e.mu.Lock()
-	rn := e.runnerOf(r)
-	if rn == nil {
-		e.mu.Unlock()
-		writeJSON(w, http.StatusUnauthorized, map[string]any{"message": "unknown runner"})
-		return
-	}
+func (e *Emulator) acquire(rn *runner) runnerCall {
 	rn.Online = true
 	if rn.Busy {
-		e.mu.Unlock()
-		writeJSON(w, http.StatusConflict, map[string]any{"message": "single-use runner already took a job"})
-		return
+		return runnerCall{status: http.StatusConflict, body: map[string]any{"message": "single-use runner already took a job"}}
 	}
 	var pick *JobState
 	for _, j := range e.jobs {
@@ -260,43 +289,28 @@ func (e *Emulator) acquire(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if pick == nil {
-		e.mu.Unlock()
-		w.WriteHeader(http.StatusNoContent)
-		return
+		return runnerCall{status: http.StatusNoContent}
 	}
 	pick.Status, pick.RunnerName, pick.RunnerID, pick.Started = "in_progress", rn.Name, rn.ID, time.Now().UTC()
 	pick.Runs++
 	rn.Busy = true
-	secs := int(e.opt.RunTime / time.Second)
 	job := *pick
-	e.mu.Unlock()
-	e.send(&job, "in_progress")
-	writeJSON(w, http.StatusOK, Acquire{JobID: job.ID, Seconds: secs})
+	return runnerCall{status: http.StatusOK, body: Acquire{JobID: job.ID, Seconds: int(e.opt.RunTime / time.Second)}, hook: &job, action: "in_progress"}
 }
 
-// complete finishes the runner's job and removes the runner.
-func (e *Emulator) complete(w http.ResponseWriter, r *http.Request) {
-	e.mu.Lock()
-	rn := e.runnerOf(r)
-	if rn == nil {
-		e.mu.Unlock()
-		writeJSON(w, http.StatusUnauthorized, map[string]any{"message": "unknown runner"})
-		return
-	}
-	var job *JobState
+// complete finishes the runner's job and removes the runner, as GitHub
+// removes a just-in-time runner after its job.
+func (e *Emulator) complete(rn *runner) runnerCall {
+	c := runnerCall{status: http.StatusNoContent}
 	for _, j := range e.jobs {
 		if j.RunnerID == rn.ID && j.Status == "in_progress" {
 			j.Status = "completed"
-			c := *j
-			job = &c
+			job := *j
+			c.hook, c.action = &job, "completed"
 		}
 	}
 	delete(e.rs, rn.ID)
-	e.mu.Unlock()
-	if job != nil {
-		e.send(job, "completed")
-	}
-	w.WriteHeader(http.StatusNoContent)
+	return c
 }
 
 func carries(runner, job []string) bool {
@@ -306,4 +320,28 @@ func carries(runner, job []string) bool {
 		}
 	}
 	return len(job) > 0
+}
+
+// Take asks for a job as the runner whose encoded JIT config is cfg, once,
+// as a runner polls: the job it took, or ok false when none was handed.
+func Take(cfg string) (a Acquire, ok bool, err error) {
+	c, err := DecodeJITConfig(cfg)
+	if err != nil {
+		return Acquire{}, false, err
+	}
+	req, _ := http.NewRequest(http.MethodPost, strings.TrimSuffix(c.URL, "/")+"/_runner/acquire", nil)
+	req.Header.Set("Authorization", "RemoteAuth "+c.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return Acquire{}, false, err
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+		err := json.NewDecoder(resp.Body).Decode(&a)
+		return a, err == nil, err
+	case http.StatusNoContent:
+		return Acquire{}, false, nil
+	}
+	return Acquire{}, false, fmt.Errorf("acquire: %s", resp.Status)
 }
