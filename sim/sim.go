@@ -268,12 +268,16 @@ func (e *engine) run(ctx context.Context) error {
 			break
 		}
 		e.advance(at) // fires the scaler's timers due by then
+		// The passes those timers started end before anything else happens
+		// at this instant: an event handled while one of them observes would
+		// make the run depend on goroutine scheduling.
+		e.settle()
 		if e.events.Len() > 0 && e.events[0].at <= e.now {
 			if err := e.handle(heap.Pop(&e.events).(event)); err != nil {
 				return err
 			}
+			e.settle()
 		}
-		e.settle()
 		e.sample()
 	}
 	e.advance(max(e.horizon, e.now))
