@@ -138,7 +138,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	fmt.Fprintf(stdout, "Azure DevOps emulator at %s, agentscaler serving on http://%s, provider: %s (%s)\n", emu.OrgURL(), addr, pc.Provider, where)
 
 	d := &demo{emu: emu, prov: prov, caps: azuredevops.PoolCapabilities(pc.Capabilities, pc.AgentVersion),
-		created: map[string]time.Time{}, started: map[string]time.Time{}, runs: map[int64]time.Duration{}}
+		seen: map[string][]seenInstance{}, runs: map[int64]time.Duration{}}
 	if mem, ok := prov.(*memory.Provider); ok {
 		d.sim = &simulatedAgents{emu: emu, mem: mem, caps: d.caps, seen: map[string]bool{}, runs: d.runs}
 	}
@@ -161,15 +161,20 @@ const (
 
 // demo queues the workload, watches the emulator and the provider, and
 // prints progress.
+// seenInstance is one instance of a name: when it was created and running.
+type seenInstance struct{ created, started time.Time }
+
 type demo struct {
-	emu     *adoemu.Emulator
-	prov    providers.Provider
-	sim     *simulatedAgents // nil when real agents run
-	caps    map[string]string
-	created map[string]time.Time    // instance name -> created
-	started map[string]time.Time    // instance name -> running
-	runs    map[int64]time.Duration // how long each job runs
-	start   time.Time
+	emu  *adoemu.Emulator
+	prov providers.Provider
+	sim  *simulatedAgents // nil when real agents run
+	caps map[string]string
+	// seen holds every instance of each name, oldest first: a name comes
+	// back when the agent made for a job took another and that job got a
+	// new agent once the first was gone.
+	seen  map[string][]seenInstance
+	runs  map[int64]time.Duration // how long each job runs
+	start time.Time
 }
 
 func (d *demo) run(ctx context.Context, stdout io.Writer) error {
@@ -224,12 +229,34 @@ func (d *demo) instances(ctx context.Context) ([]providers.Instance, error) {
 		return nil, fmt.Errorf("list instances: %w", err)
 	}
 	for _, in := range list {
-		d.created[in.Name] = in.Created
-		if !in.Started.IsZero() {
-			d.started[in.Name] = in.Started
+		seen := d.seen[in.Name]
+		if i := len(seen) - 1; i >= 0 && seen[i].created.Equal(in.Created) {
+			seen[i].started = in.Started
+		} else {
+			d.seen[in.Name] = append(seen, seenInstance{created: in.Created, started: in.Started})
 		}
 	}
 	return list, nil
+}
+
+// instanceFor returns when the instance of name that ran a job started at
+// received was created and running: the last one created before it.
+func (d *demo) instanceFor(name string, received time.Time) (created, running time.Time) {
+	for _, in := range d.seen[name] {
+		if received.IsZero() || !in.created.After(received) {
+			created, running = in.created, in.started
+		}
+	}
+	return created, running
+}
+
+// agentsStarted counts the instances seen, every instance of a name.
+func (d *demo) agentsStarted() int {
+	n := 0
+	for _, s := range d.seen {
+		n += len(s)
+	}
+	return n
 }
 
 type demoStatus struct {
@@ -288,7 +315,7 @@ func (d *demo) summary(w io.Writer) {
 		if result == "" {
 			result = r.State()
 		}
-		created, running := d.created[r.Agent], d.started[r.Agent]
+		created, running := d.instanceFor(r.Agent, r.ReceiveTime)
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Name, agent, rel(created, r.QueueTime), rel(running, r.QueueTime),
 			rel(r.ReceiveTime, r.QueueTime), rel(r.FinishTime, r.QueueTime), result)
 		if r.ReceiveTime.IsZero() {
@@ -305,7 +332,7 @@ func (d *demo) summary(w io.Writer) {
 	}
 	tw.Flush()
 	s := d.status(nil)
-	fmt.Fprintf(w, "\n%d of %d servable jobs done in %.1fs; agents started: %d\n", s.done, s.servable, time.Since(d.start).Seconds(), len(d.created))
+	fmt.Fprintf(w, "\n%d of %d servable jobs done in %.1fs; agents started: %d\n", s.done, s.servable, time.Since(d.start).Seconds(), d.agentsStarted())
 	if len(waits) > 0 {
 		fmt.Fprintf(w, "median seconds: queued -> job started %.2f (max %.2f)", median(waits).Seconds(), slices.Max(waits).Seconds())
 		if len(toCreated) > 0 {
