@@ -16,30 +16,49 @@ import (
 	"github.com/agentscaler/agentscaler/sources/azuredevops"
 )
 
-// eventLog records what reaches the scaler, naming jobs by their index in
-// the script through ref.
+// eventLog records what reaches the scaler.
 type eventLog struct {
 	mu    sync.Mutex
-	ref   func(string) string
 	inner listener // the scaler, when the run goes on
-	got   []string
+	got   []loggedEvent
 }
 
-func (l *eventLog) add(s string) {
+type loggedEvent struct {
+	what string // waiting, completed
+	ci.Event
+}
+
+func (l *eventLog) add(what string, e ci.Event) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.got = append(l.got, s)
+	l.got = append(l.got, loggedEvent{what, e})
+}
+
+// lines renders the events, naming jobs by their index in the script
+// through ref.
+func (l *eventLog) lines(ref func(string) string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, e := range l.got {
+		line := e.System + " " + e.what
+		if e.what == "waiting" {
+			line += " " + ref(e.Ref)
+		}
+		out = append(out, line)
+	}
+	return out
 }
 
 func (l *eventLog) JobWaiting(e ci.Event) {
-	l.add(e.System + " waiting " + l.ref(e.Ref))
+	l.add("waiting", e)
 	if l.inner != nil {
 		l.inner.JobWaiting(e)
 	}
 }
 
 func (l *eventLog) JobCompleted(e ci.Event) {
-	l.add(e.System + " completed")
+	l.add("completed", e)
 	if l.inner != nil {
 		l.inner.JobCompleted(e)
 	}
@@ -72,7 +91,7 @@ func TestSimulatedHooksAreServes(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := newEngine(jobs, p, Options{Pool: testPool(10, 0), StartLatency: fixed(5 * time.Second), Horizon: 5 * time.Minute})
-	sim := &eventLog{inner: e.target, ref: func(ref string) string { return strings.TrimPrefix(ref, "job-") }}
+	sim := &eventLog{inner: e.target}
 	e.target = sim
 	if err := e.run(context.Background()); err != nil {
 		t.Fatal(err)
@@ -89,7 +108,7 @@ func TestSimulatedHooksAreServes(t *testing.T) {
 	t.Cleanup(emu.Close)
 	emu.AddPool("Default")
 	byJobID := map[string]string{}
-	serve := &eventLog{ref: func(ref string) string { return byJobID[ref] }}
+	serve := &eventLog{}
 	h := azuredevops.NewHookHandler(azuredevops.BasicAuth("hooks", "secret"), emu.OrgURL(), serve, nil, nil, slog.New(slog.DiscardHandler))
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -129,10 +148,13 @@ func TestSimulatedHooksAreServes(t *testing.T) {
 	}
 
 	want := []string{"azuredevops waiting 0", "azuredevops waiting 1", "azuredevops waiting 2", "azuredevops completed", "azuredevops completed", "azuredevops completed"}
-	if !slices.Equal(serve.got, want) {
-		t.Errorf("serve's handler told the scaler %q, want %q", serve.got, want)
+	// The hooks are all in (settled): byJobID is complete.
+	served := serve.lines(func(ref string) string { return byJobID[ref] })
+	simulated := sim.lines(func(ref string) string { return strings.TrimPrefix(ref, "job-") })
+	if !slices.Equal(served, want) {
+		t.Errorf("serve's handler told the scaler %q, want %q", served, want)
 	}
-	if !slices.Equal(sim.got, serve.got) {
-		t.Errorf("the simulator told the scaler %q; serve's handler, for the same jobs, %q", sim.got, serve.got)
+	if !slices.Equal(simulated, served) {
+		t.Errorf("the simulator told the scaler %q; serve's handler, for the same jobs, %q", simulated, served)
 	}
 }
