@@ -126,17 +126,25 @@ func (s *Scaler) JobWaiting(e ci.Event) {
 // runs on for a moment after it unregisters).
 func (s *Scaler) JobCompleted(e ci.Event) {
 	pools := s.concerned(e)
-	s.Tick(pools...)
+	if len(pools) == 0 {
+		return // another system's event
+	}
+	s.tick(pools)
 	s.lookAgain(s.opt.Recheck, pools)
 }
 
-// Tick is the timer's event, and the tidying after a job ended: the pools
-// named, or every pool, are reconciled, after the minimum gap if a pass of
-// one is in progress.
+// Tick is the timer's event: the pools named, or every pool, are
+// reconciled, after the minimum gap if a pass of one is in progress.
 func (s *Scaler) Tick(pools ...string) {
 	if len(pools) == 0 {
 		pools = s.order
 	}
+	s.tick(pools)
+}
+
+// tick reconciles exactly the pools given, after the minimum gap if a pass
+// of one is in progress.
+func (s *Scaler) tick(pools []string) {
 	for _, p := range pools {
 		s.start(p, false)
 	}
@@ -185,7 +193,7 @@ func (s *Scaler) lookAgain(d time.Duration, pools []string) {
 		s.soon = false
 		s.mu.Unlock()
 		slices.SortFunc(pools, func(a, b string) int { return slices.Index(s.order, a) - slices.Index(s.order, b) })
-		s.Tick(pools...)
+		s.tick(pools)
 	})
 }
 

@@ -762,4 +762,12 @@ func TestEventsConcernTheirPools(t *testing.T) {
 			t.Errorf("%+v concerns %v, want %v", tc.e, got, tc.want)
 		}
 	}
+	// An event that concerns no pool starts nothing, second look included.
+	s.JobCompleted(ci.Event{System: "bitbucket"})
+	s.JobWaiting(ci.Event{System: "github", Pools: []string{"ado-linux"}})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.flight) != 0 || s.soon {
+		t.Errorf("events of no pool started passes in %d pools (second look pending: %v)", len(s.flight), s.soon)
+	}
 }
