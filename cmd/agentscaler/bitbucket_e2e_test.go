@@ -49,8 +49,9 @@ var bbPools = []bbPool{
 // shared working directory mounted), each step runs on a runner whose
 // labels it names, runners stay within min_idle and max_agents and drain
 // back to min_idle after the stream, and, with min_idle 0, to nothing in
-// Bitbucket or Docker. It logs how long steps waited for a runner with
-// min_idle 1, 2 and 0.
+// Bitbucket or Docker, where, as in Bitbucket, a step with no online runner
+// of its labels fails. It logs how long steps waited for a runner with
+// min_idle 1 and 2.
 func TestBitbucketDockerEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and runs containers")
@@ -168,7 +169,6 @@ pools:
 		// A stream of steps: a docker step every 2 s (3 s each) and a gpu
 		// step every 6 s.
 		var queued []string
-		streamStart := time.Now()
 		for i := range 9 {
 			queued = append(queued, emu.QueueStep(bbPools[0].runsOn, 3*time.Second))
 			if i%3 == 0 {
@@ -185,15 +185,19 @@ pools:
 			return m
 		}
 		if minIdle == 0 {
-			// Nothing tells the autoscaler a step waits: with no runner
-			// kept idle, the stream waits.
-			time.Sleep(15 * time.Second)
+			// With no runner online, Bitbucket fails each step as it is
+			// queued, and nothing tells the autoscaler about it: no runner
+			// is made.
+			steps := byUUID()
 			for _, id := range queued {
-				if s := byUUID()[id]; !s.Assigned.IsZero() {
-					t.Errorf("min_idle 0: step %s ran on %s", id, s.Runner)
+				if s := steps[id]; !s.Failed || !s.Assigned.IsZero() {
+					t.Errorf("min_idle 0: step %s ran on %q or did not fail (failed: %v)", id, s.Runner, s.Failed)
 				}
 			}
-			t.Logf("min_idle 0: none of %d steps had a runner %s after the first was queued (no signal for a waiting step)", len(queued), time.Since(streamStart).Round(time.Second))
+			if runners, _ := check(); len(runners) != 0 {
+				t.Errorf("min_idle 0: runners made during the stream: %v", runners)
+			}
+			t.Logf("min_idle 0: all %d steps failed as queued, with no online runner of their labels", len(queued))
 		} else {
 			until(fmt.Sprintf("min_idle %d: the stream done", minIdle), 2*time.Minute, func() bool {
 				check()
@@ -277,8 +281,8 @@ pools:
 			t.Errorf("pool %s: containers left: %+v", p.name, list)
 		}
 	}
-	if s := emu.Steps()[0]; s.UUID != unmatched || !s.Assigned.IsZero() {
-		t.Errorf("the windows step ran on %q", s.Runner)
+	if s := emu.Steps()[0]; s.UUID != unmatched || !s.Assigned.IsZero() || !s.Failed {
+		t.Errorf("the windows step ran on %q or did not fail (failed: %v)", s.Runner, s.Failed)
 	}
 	t.Logf("%d runner containers in all", len(names))
 }

@@ -4,7 +4,8 @@
 // runners-autoscaler uses), their state, and OAuth client credentials. It
 // also hands steps to runners: a step queued with runs-on labels goes to
 // an online, enabled, idle runner whose labels include them, as Bitbucket
-// does. Bitbucket's runner protocol is private, so runners talk to the
+// does, and fails when no online runner carries them (Bitbucket queues a
+// step only while matching runners are busy). Bitbucket's runner protocol is private, so runners talk to the
 // emulator through calls of its own (/emu/runner/...), which
 // internal/demo/testagent's runner mode makes.
 //
@@ -14,6 +15,7 @@ package bbemu
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -79,7 +81,9 @@ type Step struct {
 	Queued   time.Time
 	Assigned time.Time // zero until a runner takes it
 	Done     time.Time // zero until it ends
-	Failed   bool      // its runner went away while it ran
+	// Failed says the step failed: no online runner carried its labels
+	// when it was queued, or its runner went away while it ran.
+	Failed bool
 	Runner   string    // the name of the runner that took it
 	// RunnerLabels are that runner's labels.
 	RunnerLabels []string
@@ -120,11 +124,20 @@ func (e *Emulator) Calls() map[string]int {
 }
 
 // QueueStep queues a step that runs on a runner carrying labels, for runs,
-// and returns its uuid.
+// and returns its uuid. As in Bitbucket, the step fails at once when no
+// online runner (idle or busy) carries its labels: it waits only for a
+// matching runner to become free.
 func (e *Emulator) QueueStep(labels []string, runs time.Duration) string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	s := &Step{UUID: newUUID(), Labels: slices.Clone(labels), Runs: runs, Queued: e.now()}
+	e.expireLocked()
+	now := e.now()
+	s := &Step{UUID: newUUID(), Labels: slices.Clone(labels), Runs: runs, Queued: now}
+	if !slices.ContainsFunc(slices.Collect(maps.Values(e.runners)), func(r *runner) bool {
+		return e.status(r) == "ONLINE" && subset(labels, r.Labels)
+	}) {
+		s.Failed, s.Done = true, now
+	}
 	e.steps = append(e.steps, s)
 	return s.UUID
 }

@@ -82,7 +82,7 @@ func (e *Emulator) pollLocked(rn *runner) {
 	rn.LastSeen = now
 	if rn.Step == nil && !rn.Disabled {
 		for _, s := range e.steps {
-			if s.Assigned.IsZero() && subset(s.Labels, rn.Labels) {
+			if s.Assigned.IsZero() && !s.Failed && subset(s.Labels, rn.Labels) {
 				s.Assigned, s.Runner, s.RunnerLabels = now, rn.Name, slices.Clone(rn.Labels)
 				rn.Step, rn.stateChanged = s, now
 				break
