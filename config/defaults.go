@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/agentscaler/agentscaler/sources/azuredevops"
 )
 
 // The defaults, all in one place. DefaultAgentVersion is the last release
@@ -19,8 +21,9 @@ const (
 	DefaultAgentWork      = "_work"
 	DefaultAgentVersion   = "4.275.0"
 
-	DefaultMaxPages = 25
-	DefaultPageSize = 200
+	// The job request list's paging, as the Azure DevOps client's own.
+	DefaultMaxPages = azuredevops.DefaultJobRequestsMaxPages
+	DefaultPageSize = azuredevops.DefaultJobRequestsPageSize
 
 	DefaultReconcileInterval    = time.Minute
 	DefaultReconcileParallelism = 8
