@@ -16,7 +16,7 @@ import (
 // concurrent use: several reconciles may call them at once.
 type Provider interface {
 	// Create starts an agent instance. It is idempotent on spec.Name: if that
-	// instance exists, it returns it.
+	// instance exists, it returns it, with Existed set.
 	Create(ctx context.Context, spec AgentSpec) (Instance, error)
 	// List returns the instances this autoscaler created for the pool, in any state.
 	List(ctx context.Context, pool string) ([]Instance, error)
@@ -69,6 +69,10 @@ type Instance struct {
 	Created  time.Time
 	Started  time.Time // zero until running
 	Finished time.Time // zero until done
+	// Existed is set by Create when the instance was there before the call
+	// (an earlier create, or another process's): no new instance was made,
+	// so it is not counted as one. List leaves it false.
+	Existed bool
 }
 
 // Label keys carried by every instance (Docker labels, Kubernetes labels, ACI tags).

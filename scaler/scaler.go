@@ -312,11 +312,12 @@ func (s *Scaler) do(ctx context.Context, p *Pool, a Action) error {
 		}
 		spec.Name, spec.Pool, spec.Request, spec.Slot = a.Name, a.Pool, a.Request, a.Slot
 		spec.Env = providers.WithName(spec.Env, a.Name)
-		_, err = call(ctx, s.opt.CallTimeout, func(ctx context.Context) (providers.Instance, error) {
+		in, err := call(ctx, s.opt.CallTimeout, func(ctx context.Context) (providers.Instance, error) {
 			return p.Provider.Create(ctx, spec)
 		})
 		s.opt.Metrics.ProviderOperation(p.ProviderName, "create", result(err))
-		if err == nil && !a.Queued.IsZero() {
+		// An instance another process made was timed by that process.
+		if err == nil && !in.Existed && !a.Queued.IsZero() {
 			s.opt.Metrics.QueuedToCreated(a.Pool, s.clock.Now().Sub(a.Queued))
 		}
 		return err

@@ -229,6 +229,33 @@ func TestQueuedToAssignedOncePerJob(t *testing.T) {
 	}
 }
 
+// TestQueuedToCreatedOncePerInstance: a create that finds its instance made
+// already (by another process) is not timed again.
+func TestQueuedToCreatedOncePerInstance(t *testing.T) {
+	f := newFixture(t, adoemu.Options{}, nil)
+	count := func() uint64 {
+		mfs, err := f.s.opt.Metrics.Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "agentscaler_job_queued_to_agent_created_seconds" {
+				return mf.GetMetric()[0].GetHistogram().GetSampleCount()
+			}
+		}
+		return 0
+	}
+	a := Action{Kind: Create, Pool: "linux", Name: "linux-r7", Request: 7, Queued: f.s.clock.Now().Add(-time.Second)}
+	for i := 1; i <= 2; i++ {
+		if err := f.s.do(t.Context(), f.s.pools["linux"], a); err != nil {
+			t.Fatal(err)
+		}
+		if got := count(); got != 1 {
+			t.Errorf("after create %d of %s: %d queued-to-created samples, want 1", i, a.Name, got)
+		}
+	}
+}
+
 // TestLifecycleThroughEmulator runs a job's whole life through the real REST
 // client and the emulator's payloads: the agent's status change and the
 // assigned request's times reach the histograms, each once.

@@ -42,7 +42,7 @@ func (p *registeredProvider) Create(ctx context.Context, spec providers.AgentSpe
 	r, err := p.register(ctx, spec.Name)
 	if errors.Is(err, errCreatedElsewhere) {
 		p.log.Info("runner registered by another reconciler; its instance is theirs", "name", spec.Name)
-		return providers.Instance{Name: spec.Name, Pool: spec.Pool, Request: spec.Request, Slot: spec.Slot, State: providers.StatePending}, nil
+		return providers.Instance{Name: spec.Name, Pool: spec.Pool, Request: spec.Request, Slot: spec.Slot, State: providers.StatePending, Existed: true}, nil
 	}
 	if err != nil {
 		return providers.Instance{}, fmt.Errorf("register runner %s: %w", spec.Name, err)

@@ -255,6 +255,7 @@ func (p *Provider) existing(ctx context.Context, spec providers.AgentSpec, secre
 		return providers.Instance{}, true, &providers.Error{Op: opCreate, Name: spec.Name, Retryable: true, Reason: "conflict",
 			Err: errors.New("the container group of that name is still being deleted")}
 	}
+	in.Existed = true
 	return in, true, nil
 }
 

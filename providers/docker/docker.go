@@ -369,7 +369,9 @@ func (p *Provider) adoptContainer(ctx context.Context, spec providers.AgentSpec,
 		}
 		c = started
 	}
-	return instanceOf(c), nil
+	in = instanceOf(c)
+	in.Existed = true
+	return in, nil
 }
 
 // neverStarted reports a container created and not yet started, nor refused

@@ -261,7 +261,9 @@ func (p *Provider) existing(ctx context.Context, spec providers.AgentSpec, extra
 	if err != nil {
 		return providers.Instance{}, p.fail(opCreate, spec.Name, "list", resPods, err)
 	}
-	return p.instance(job, pods[job.UID]), nil
+	in = p.instance(job, pods[job.UID])
+	in.Existed = true
+	return in, nil
 }
 
 // resume writes the instance's Secret, owned by the Job, and lets the Job

@@ -95,7 +95,9 @@ func (p *Provider) Create(ctx context.Context, spec providers.AgentSpec) (provid
 	now := p.now()
 	if r, ok := p.items[spec.Name]; ok {
 		p.stats.CreateNoops++
-		return r.view(now), nil
+		in := r.view(now)
+		in.Existed = true
+		return in, nil
 	}
 	var latency time.Duration
 	if p.latency != nil {

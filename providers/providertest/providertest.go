@@ -318,6 +318,9 @@ func testCreateIdempotent(t *testing.T, s *suite) {
 	if d := second.Created.Sub(first.Created).Abs(); d > clockSkew {
 		t.Errorf("second Create returned Created %v, first %v: a new instance, not the existing one", second.Created, first.Created)
 	}
+	if first.Existed || !second.Existed {
+		t.Errorf("Existed: %v on the first Create, %v on the second; want false, then true (the scaler counts only new instances)", first.Existed, second.Existed)
+	}
 	if got := names(s.list(t, p, pool)); !slices.Equal(got, []string{spec.Name}) {
 		t.Errorf("after two creates of %s, List(%s) = %v; want exactly that one", spec.Name, pool, got)
 	}
@@ -346,6 +349,9 @@ func testCreateConcurrent(t *testing.T, s *suite) {
 			t.Errorf("concurrent Create #%d returned instance %q, want %q", i, results[i].Name, spec.Name)
 		}
 		s.noSecret(t, "Create result", results[i])
+	}
+	if made := slices.DeleteFunc(slices.Clone(results), func(in providers.Instance) bool { return in.Existed }); len(made) != 1 && !t.Failed() {
+		t.Errorf("%d of %d concurrent creates of %s report a new instance (Existed false); want exactly one", len(made), n, spec.Name)
 	}
 	if got := names(s.list(t, p, pool)); !slices.Equal(got, []string{spec.Name}) {
 		t.Errorf("after %d concurrent creates of %s, List(%s) = %v; want exactly one", n, spec.Name, pool, got)

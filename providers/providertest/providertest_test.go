@@ -52,8 +52,11 @@ func (e *engine) Create(ctx context.Context, spec providers.AgentSpec) (provider
 		}
 	}
 	in, err := e.mem.Create(ctx, spec)
-	if e.flaw == "leak_secret" {
+	switch e.flaw {
+	case "leak_secret":
 		in.Reason = fmt.Sprint(spec.Secrets)
+	case "existed_lost":
+		in.Existed = false
 	}
 	return in, err
 }
@@ -170,6 +173,7 @@ func TestRunCatchesFlaws(t *testing.T) {
 	failRE := regexp.MustCompile(`(?m)^\s*--- FAIL: TestFlawedHelper/conformance/(\S+)`)
 	for flaw, want := range map[string][]string{
 		"create_not_idempotent":  {"create_concurrent", "create_idempotent"},
+		"existed_lost":           {"create_concurrent", "create_idempotent"},
 		"list_by_prefix":         {"list_by_pool"},
 		"list_foreign":           {"list_by_pool"},
 		"slot_lost":              {"labels_round_trip"},
