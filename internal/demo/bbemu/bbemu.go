@@ -84,7 +84,7 @@ type Step struct {
 	// Failed says the step failed: no online runner carried its labels
 	// when it was queued, or its runner went away while it ran.
 	Failed bool
-	Runner   string    // the name of the runner that took it
+	Runner string // the name of the runner that took it
 	// RunnerLabels are that runner's labels.
 	RunnerLabels []string
 }
