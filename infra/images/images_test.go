@@ -390,9 +390,10 @@ type pipeline struct {
 	} `yaml:"stages"`
 }
 
-// The pipeline builds the Dockerfiles that exist, with the agent version they
-// default to, logs in through a service connection, on Linux with a registry
-// layer cache and on Windows on a Windows agent, and tags with the commit.
+// The pipeline builds the Dockerfiles that exist (the agent images and the
+// GitHub runner image), with the versions they default to, logs in through a
+// service connection, on Linux with a registry layer cache and on Windows on
+// a Windows agent, and tags with the commit.
 func TestPipelineMatchesImages(t *testing.T) {
 	root := repoRoot(t)
 	data, err := os.ReadFile(filepath.Join(root, "infra/pipelines/agent-images.yml"))
@@ -407,8 +408,12 @@ func TestPipelineMatchesImages(t *testing.T) {
 	if got := p.Variables["agentVersion"]; got != lv {
 		t.Errorf("pipeline agentVersion %q; want %q, the Dockerfiles' AGENT_VERSION default", got, lv)
 	}
+	rv, _ := argDefault(parseDockerfile(t, runnerDockerfile), "RUNNER_VERSION")
+	if got := p.Variables["runnerVersion"]; got != rv {
+		t.Errorf("pipeline runnerVersion %q; want %q, the runner Dockerfile's RUNNER_VERSION default", got, rv)
+	}
 	text := string(data)
-	for _, f := range dockerfiles {
+	for _, f := range append(slices.Clone(dockerfiles), runnerDockerfile) {
 		if !strings.Contains(text, "infra/images/"+f) {
 			t.Errorf("the pipeline does not build infra/images/%s", f)
 		}
@@ -435,8 +440,8 @@ func TestPipelineMatchesImages(t *testing.T) {
 			}
 		}
 	}
-	if !strings.HasPrefix(images["linux"], "ubuntu-") || images["windows"] != "windows-2022" {
-		t.Errorf("build agents %v; want linux on ubuntu-*, windows on windows-2022", images)
+	if !strings.HasPrefix(images["linux"], "ubuntu-") || !strings.HasPrefix(images["github"], "ubuntu-") || images["windows"] != "windows-2022" {
+		t.Errorf("build agents %v; want linux and github on ubuntu-*, windows on windows-2022", images)
 	}
 }
 
