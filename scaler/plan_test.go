@@ -36,12 +36,13 @@ type adoObservation struct {
 	Agents       []azuredevops.Agent
 	Instances    []providers.Instance
 	FreeParallel int
+	MinIdle      *int // a standby schedule's target, nil for none
 }
 
 func (o adoObservation) neutral() Observation {
 	return Observation{
 		Now: o.Now, Instances: o.Instances, Free: o.FreeParallel,
-		Jobs: azuredevops.Jobs(poolCaps, o.Requests), Agents: azuredevops.Agents(poolCaps, o.Agents),
+		Jobs: azuredevops.Jobs(poolCaps, o.Requests), Agents: azuredevops.Agents(poolCaps, o.Agents), MinIdle: o.MinIdle,
 	}
 }
 
@@ -526,6 +527,11 @@ func TestPlanInvariants(t *testing.T) {
 		if rng.IntN(2) == 0 {
 			p.MaxAgents = 100 // no cap: every servable job must be served
 		}
+		target := p.MinIdle
+		if rng.IntN(3) == 0 { // a standby schedule's target, above or below min_idle
+			target = rng.IntN(4)
+			o.MinIdle = &target
+		}
 		demands := [][]string{nil, {linuxOnly}, {"docker"}, {"java"}}
 		for id := int64(1); id <= int64(rng.IntN(10)); id++ {
 			// Queued up to ten minutes ago, some within ForeignGrace.
@@ -579,7 +585,14 @@ func TestPlanInvariants(t *testing.T) {
 			}
 		}
 		deleted, perRequest, creates := 0, map[int64]int{}, 0
+		warmCreates, excessWarm := 0, 0
 		for _, a := range d.Actions {
+			switch {
+			case a.Kind == Create && a.Slot > 0:
+				warmCreates++
+			case a.Kind == Delete && a.Reason == ReasonExcessWarm:
+				excessWarm++
+			}
 			switch a.Kind {
 			case Create:
 				creates++
@@ -612,6 +625,9 @@ func TestPlanInvariants(t *testing.T) {
 			if need, have := servable(p, o), spareKept(o, d)+creates+foreignTakers(p, o); need > have {
 				t.Fatalf("case %d: %d waiting jobs but capacity for %d\n%+v\n%v", i, need, have, o, render(d.Actions))
 			}
+		}
+		if warmCreates > target || warmCreates > 0 && excessWarm > 0 {
+			t.Fatalf("case %d: %d warm creates and %d excess warm deletes for a target of %d\n%v", i, warmCreates, excessWarm, target, render(d.Actions))
 		}
 		if creates > 0 && live+creates-deleted > p.MaxAgents {
 			t.Fatalf("case %d: %d live + %d creates - %d deletes exceeds max_agents %d", i, live, creates, deleted, p.MaxAgents)
