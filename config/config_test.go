@@ -459,6 +459,22 @@ func TestFromEnv(t *testing.T) {
 		}
 	})
 
+	t.Run("schedules", func(t *testing.T) {
+		cfg, err := FromEnv(env(with(map[string]string{
+			"AGENTSCALER_MAX_AGENTS": "5",
+			"AGENTSCALER_SCHEDULES":  " 0 8 * * 1-5 = 3 ;0 19 * * 1-5=0;",
+			"AGENTSCALER_TIMEZONE":   "Europe/Berlin",
+		})))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := cfg.Pools[0]
+		want := []Schedule{{"0 8 * * 1-5", 3}, {"0 19 * * 1-5", 0}}
+		if !slices.Equal(p.Schedules, want) || p.Timezone != "Europe/Berlin" {
+			t.Errorf("schedules %+v in %q; want %+v in Europe/Berlin", p.Schedules, p.Timezone, want)
+		}
+	})
+
 	bad := []struct {
 		name    string
 		changes map[string]string
@@ -476,6 +492,13 @@ func TestFromEnv(t *testing.T) {
 		{"bad provider", map[string]string{"AGENTSCALER_PROVIDER": "k8s"}, []string{"AGENTSCALER_PROVIDER"}},
 		{"bad capabilities", map[string]string{"AGENTSCALER_CAPABILITIES": "docker,=x"}, []string{"AGENTSCALER_CAPABILITIES"}},
 		{"http url", map[string]string{"AZP_URL": "http://dev.azure.com/contoso"}, []string{"AZP_URL"}},
+		{"schedule entry without min_idle", map[string]string{"AGENTSCALER_SCHEDULES": "0 8 * * 1-5"}, []string{"AGENTSCALER_SCHEDULES"}},
+		{"schedule min_idle not a number", map[string]string{"AGENTSCALER_SCHEDULES": "0 8 * * 1-5=three"}, []string{"AGENTSCALER_SCHEDULES"}},
+		{"schedule with a time zone prefix", map[string]string{"AGENTSCALER_SCHEDULES": "TZ=UTC 0 8 * * *=1"}, []string{"AGENTSCALER_SCHEDULES"}},
+		{"bad schedule entries", map[string]string{"AGENTSCALER_SCHEDULES": "0 8 * * 1-5=3; 61 * * * *=1; @daily=99"},
+			[]string{"AGENTSCALER_SCHEDULES[1].cron", "AGENTSCALER_SCHEDULES[2].min_idle"}},
+		{"bad time zone", map[string]string{"AGENTSCALER_SCHEDULES": "@daily=1", "AGENTSCALER_TIMEZONE": "Mars/Olympus"}, []string{"AGENTSCALER_TIMEZONE"}},
+		{"time zone without schedules", map[string]string{"AGENTSCALER_TIMEZONE": "UTC"}, []string{"AGENTSCALER_TIMEZONE"}},
 	}
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {

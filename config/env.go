@@ -6,21 +6,28 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/agentscaler/agentscaler/internal/logsafe"
 )
 
 // Environment variables read by FromEnv. The Azure DevOps ones are those the
 // agent container already uses.
 const (
-	EnvURL             = "AZP_URL"
-	EnvToken           = "AZP_TOKEN"
-	EnvPool            = "AZP_POOL"
-	EnvConfig          = "AGENTSCALER_CONFIG"
-	EnvPoolName        = "AGENTSCALER_POOL_NAME"
-	EnvProvider        = "AGENTSCALER_PROVIDER"
-	EnvImage           = "AGENTSCALER_IMAGE"
-	EnvMaxAgents       = "AGENTSCALER_MAX_AGENTS"
-	EnvMinIdle         = "AGENTSCALER_MIN_IDLE"
-	EnvCapabilities    = "AGENTSCALER_CAPABILITIES"
+	EnvURL          = "AZP_URL"
+	EnvToken        = "AZP_TOKEN"
+	EnvPool         = "AZP_POOL"
+	EnvConfig       = "AGENTSCALER_CONFIG"
+	EnvPoolName     = "AGENTSCALER_POOL_NAME"
+	EnvProvider     = "AGENTSCALER_PROVIDER"
+	EnvImage        = "AGENTSCALER_IMAGE"
+	EnvMaxAgents    = "AGENTSCALER_MAX_AGENTS"
+	EnvMinIdle      = "AGENTSCALER_MIN_IDLE"
+	EnvCapabilities = "AGENTSCALER_CAPABILITIES"
+	// EnvSchedules is the pool's standby schedule, entries cron=min_idle
+	// separated by ';': "0 8 * * 1-5=3; 0 19 * * 1-5=0"; EnvTimezone its
+	// time zone.
+	EnvSchedules       = "AGENTSCALER_SCHEDULES"
+	EnvTimezone        = "AGENTSCALER_TIMEZONE"
 	EnvWebhookUsername = "AGENTSCALER_WEBHOOK_USERNAME"
 	EnvWebhookPassword = "AGENTSCALER_WEBHOOK_PASSWORD"
 	EnvWebhookKey      = "AGENTSCALER_WEBHOOK_KEY"
@@ -43,6 +50,8 @@ var envKeys = map[string]string{
 	"pools[0].max_agents":             EnvMaxAgents,
 	"pools[0].min_idle":               EnvMinIdle,
 	"pools[0].capabilities":           EnvCapabilities,
+	"pools[0].schedules":              EnvSchedules,
+	"pools[0].timezone":               EnvTimezone,
 	"webhook":                         EnvWebhookPassword,
 	"webhook.header":                  EnvWebhookKey,
 	"webhook.basic_auth.username":     EnvWebhookUsername,
@@ -99,6 +108,17 @@ func FromEnv(getenv func(string) string) (*Config, error) {
 		}
 		p.Capabilities = caps
 	}
+	if s := get(EnvSchedules); s != "" {
+		scheds, err := ParseSchedules(s)
+		if err != nil {
+			problems = append(problems, Problem{Key: "pools[0].schedules", Message: err.Error()})
+		}
+		for j := range scheds {
+			set[fmt.Sprintf("pools[0].schedules[%d].min_idle", j)] = true
+		}
+		p.Schedules = scheds
+	}
+	p.Timezone = get(EnvTimezone)
 	c.Pools = []Pool{p}
 
 	password, key := get(EnvWebhookPassword) != "", get(EnvWebhookKey) != ""
@@ -131,6 +151,8 @@ func FromEnv(getenv func(string) string) (*Config, error) {
 		for i := range problems {
 			if name, ok := envKeys[problems[i].Key]; ok {
 				problems[i].Key = name
+			} else if rest, ok := strings.CutPrefix(problems[i].Key, "pools[0].schedules"); ok {
+				problems[i].Key = EnvSchedules + rest // AGENTSCALER_SCHEDULES[1].cron: the second entry's
 			}
 		}
 		return nil, &ValidationError{Problems: problems}
@@ -165,4 +187,31 @@ func ParseCapabilities(s string) (map[string]string, error) {
 		caps[name] = strings.TrimSpace(value)
 	}
 	return caps, nil
+}
+
+// ParseSchedules reads the environment form of a standby schedule: entries
+// "cron=min_idle" separated by ';', as in "0 8 * * 1-5=3; 0 19 * * 1-5=0".
+// A cron expression holds no '=' or ';', so each entry splits at its '='.
+// The expressions and numbers are checked by validation, as in a file.
+func ParseSchedules(s string) ([]Schedule, error) {
+	var out []Schedule
+	for i, entry := range strings.Split(s, ";") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		if len(out) == maxSchedules {
+			return nil, fmt.Errorf("holds more than %d entries; a working week of shifts takes a handful, one per change of min_idle", maxSchedules)
+		}
+		cron, n, ok := strings.Cut(entry, "=")
+		if !ok || strings.Contains(n, "=") {
+			return nil, fmt.Errorf("entry %d: want cron=min_idle, such as 0 8 * * 1-5=3 (got %q)", i+1, logsafe.Clip(entry))
+		}
+		minIdle, err := strconv.Atoi(strings.TrimSpace(n))
+		if err != nil {
+			return nil, fmt.Errorf("entry %d: min_idle must be a whole number (got %q)", i+1, logsafe.Clip(strings.TrimSpace(n)))
+		}
+		out = append(out, Schedule{Cron: strings.TrimSpace(cron), MinIdle: minIdle})
+	}
+	return out, nil
 }

@@ -78,14 +78,14 @@ func FuzzParse(f *testing.F) {
 // FuzzFromEnv: any set of variables gives a configuration or a list of
 // problems, never a panic, in memory bounded by their size.
 func FuzzFromEnv(f *testing.F) {
-	f.Add("https://dev.azure.com/contoso", "Linux Agents (x64)", "", "", "azp-agent:linux", "", "", "", "", false)
-	f.Add("https://dev.azure.com/contoso", "Default", "linux", "memory", "", "3", "1", "Agent.OS=Linux, docker ,java= 17,", "builder", true)
-	f.Add("http://127.0.0.1:8080/contoso", "Default", "", "kubernetes", "azp-agent:linux", "10.9", "-1", "docker,=x", "a:b", false)
-	f.Add("https://contoso.visualstudio.com/", "((", "Linux", "aci", "img", "99999999999999999999", "x", ",,,", "", true)
-	f.Fuzz(func(t *testing.T, url, pool, name, provider, image, maxAgents, minIdle, caps, user string, key bool) {
+	f.Add("https://dev.azure.com/contoso", "Linux Agents (x64)", "", "", "azp-agent:linux", "", "", "", "", "", false)
+	f.Add("https://dev.azure.com/contoso", "Default", "linux", "memory", "", "3", "1", "Agent.OS=Linux, docker ,java= 17,", "0 8 * * 1-5=3; 0 19 * * 1-5=0", "builder", true)
+	f.Add("http://127.0.0.1:8080/contoso", "Default", "", "kubernetes", "azp-agent:linux", "10.9", "-1", "docker,=x", "@every 0s=1;;=;x=", "a:b", false)
+	f.Add("https://contoso.visualstudio.com/", "((", "Linux", "aci", "img", "99999999999999999999", "x", ",,,", "TZ=UTC * * * * *=99999999999999999999", "", true)
+	f.Fuzz(func(t *testing.T, url, pool, name, provider, image, maxAgents, minIdle, caps, schedules, user string, key bool) {
 		vars := map[string]string{
 			EnvURL: url, EnvToken: fuzzSecret, EnvPool: pool, EnvPoolName: name, EnvProvider: provider, EnvImage: image,
-			EnvMaxAgents: maxAgents, EnvMinIdle: minIdle, EnvCapabilities: caps, EnvWebhookUsername: user,
+			EnvMaxAgents: maxAgents, EnvMinIdle: minIdle, EnvCapabilities: caps, EnvSchedules: schedules, EnvWebhookUsername: user,
 		}
 		if key {
 			vars[EnvWebhookKey] = fuzzSecret
