@@ -198,6 +198,21 @@ func TestPlanWritesNothing(t *testing.T) {
 	}
 }
 
+// samples returns how many observations the scaler's histogram name holds.
+func samples(t *testing.T, s *Scaler, name string) uint64 {
+	t.Helper()
+	mfs, err := s.opt.Metrics.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	return 0
+}
+
 // TestQueuedToAssignedOncePerJob: the wait of a job is recorded when it is
 // first seen assigned, and never again on later passes.
 func TestQueuedToAssignedOncePerJob(t *testing.T) {
@@ -207,23 +222,11 @@ func TestQueuedToAssignedOncePerJob(t *testing.T) {
 	if err := f.emu.Assign(id, "build-vm-01"); err != nil {
 		t.Fatal(err)
 	}
-	count := func() uint64 {
-		mfs, err := f.s.opt.Metrics.Registry().Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, mf := range mfs {
-			if mf.GetName() == "agentscaler_job_queued_to_assigned_seconds" {
-				return mf.GetMetric()[0].GetHistogram().GetSampleCount()
-			}
-		}
-		return 0
-	}
 	for pass := 1; pass <= 2; pass++ {
 		if _, err := f.s.Reconcile(context.Background(), "linux"); err != nil {
 			t.Fatal(err)
 		}
-		if got := count(); got != 1 {
+		if got := samples(t, f.s, "agentscaler_job_queued_to_assigned_seconds"); got != 1 {
 			t.Errorf("pass %d: %d queue-to-assignment samples, want 1", pass, got)
 		}
 	}
@@ -233,24 +236,12 @@ func TestQueuedToAssignedOncePerJob(t *testing.T) {
 // already (by another process) is not timed again.
 func TestQueuedToCreatedOncePerInstance(t *testing.T) {
 	f := newFixture(t, adoemu.Options{}, nil)
-	count := func() uint64 {
-		mfs, err := f.s.opt.Metrics.Registry().Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, mf := range mfs {
-			if mf.GetName() == "agentscaler_job_queued_to_agent_created_seconds" {
-				return mf.GetMetric()[0].GetHistogram().GetSampleCount()
-			}
-		}
-		return 0
-	}
 	a := Action{Kind: Create, Pool: "linux", Name: "linux-r7", Request: 7, Queued: f.s.clock.Now().Add(-time.Second)}
 	for i := 1; i <= 2; i++ {
 		if err := f.s.do(t.Context(), f.s.pools["linux"], a); err != nil {
 			t.Fatal(err)
 		}
-		if got := count(); got != 1 {
+		if got := samples(t, f.s, "agentscaler_job_queued_to_agent_created_seconds"); got != 1 {
 			t.Errorf("after create %d of %s: %d queued-to-created samples, want 1", i, a.Name, got)
 		}
 	}
