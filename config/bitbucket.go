@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/agentscaler/agentscaler/sources/bitbucket"
 )
 
 // Bitbucket says how to reach Bitbucket Cloud and how to authenticate
@@ -49,15 +51,12 @@ type BitbucketPool struct {
 
 // Bitbucket defaults.
 const (
-	DefaultBitbucketURL      = "https://api.bitbucket.org"
-	DefaultBitbucketTokenURL = "https://bitbucket.org/site/oauth2/access_token"
+	DefaultBitbucketURL      = bitbucket.DefaultURL
+	DefaultBitbucketTokenURL = bitbucket.TokenURL
 	DefaultBitbucketInterval = 15 * time.Second
 	// MaxBitbucketRunners is Bitbucket's limit of runners per workspace.
 	MaxBitbucketRunners = 100
 )
-
-// BitbucketReservedEnv is what the autoscaler sets for every runner.
-var BitbucketReservedEnv = []string{"ACCOUNT_UUID", "REPOSITORY_UUID", "RUNNER_UUID", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "WORKING_DIRECTORY"}
 
 var bitbucketIntervalLimit = limit[time.Duration]{10 * time.Second, 30 * time.Second,
 	"the runners' state is a Bitbucket pool's only signal, so a longer period leaves a busy runner unreplaced that long, and a shorter one spends Bitbucket's rate limit"}
@@ -129,7 +128,7 @@ func (v *validator) bitbucketPool(key string, p Pool) {
 		v.add(key+".azure_pool", "is an Azure DevOps setting; a bitbucket pool names bitbucket.workspace instead")
 	}
 	for name := range p.Agent.Env {
-		if slices.Contains(BitbucketReservedEnv, strings.ToUpper(name)) {
+		if slices.Contains(bitbucket.ReservedEnv, strings.ToUpper(name)) {
 			v.add(key+".agent.env."+name, "is set by the autoscaler for every runner; remove it")
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/agentscaler/agentscaler/ci"
 	"github.com/agentscaler/agentscaler/config"
 	"github.com/agentscaler/agentscaler/providers"
+	"github.com/agentscaler/agentscaler/providers/registered"
 	"github.com/agentscaler/agentscaler/sources/bitbucket"
 )
 
@@ -68,59 +69,39 @@ func (s *bitbucketSystem) pool(pc config.Pool) (poolSource, error) {
 
 func (s *bitbucketSystem) hook() http.Handler { return nil }
 
-// Runner environment (docs/bitbucket.md): the runner's identity is added
-// by bitbucketRunners at create, the secret only as a secret.
-const (
-	envAccountUUID    = "ACCOUNT_UUID"
-	envRepositoryUUID = "REPOSITORY_UUID"
-	envRunnerUUID     = "RUNNER_UUID"
-	envClientID       = "OAUTH_CLIENT_ID"
-	envClientSecret   = "OAUTH_CLIENT_SECRET"
-	envWorkingDir     = "WORKING_DIRECTORY"
-)
-
-// runnerSpec is the runner container without its identity: the image,
-// resources, the pool's agent.env, the working directory (the Docker
-// shared_dir, else /tmp) and RUNTIME_PREREQUISITES_ENABLED.
+// runnerSpec is the runner container without its registration: the image,
+// resources, the pool's agent.env and the runner environment of its
+// location, its working directory the Docker shared_dir, else /tmp.
 func runnerSpec(pc config.Pool) func(context.Context, string) (providers.AgentSpec, error) {
 	mem, _ := pc.Agent.MemoryMB()
+	work := "/tmp"
+	if pc.Docker != nil && pc.Docker.SharedDir != "" {
+		work = pc.Docker.SharedDir
+	}
 	env := maps.Clone(pc.Agent.Env)
 	if env == nil {
 		env = map[string]string{}
 	}
-	env[envWorkingDir] = "/tmp"
-	if pc.Docker != nil && pc.Docker.SharedDir != "" {
-		env[envWorkingDir] = pc.Docker.SharedDir
-	}
-	env["RUNTIME_PREREQUISITES_ENABLED"] = "true"
-	env[envAccountUUID] = bitbucket.Braced(pc.Bitbucket.Workspace)
-	if r := pc.Bitbucket.Repository; r != "" {
-		env[envRepositoryUUID] = bitbucket.Braced(r)
-	}
+	maps.Copy(env, bitbucket.RunnerEnv(bitbucket.Location{Workspace: pc.Bitbucket.Workspace, Repository: pc.Bitbucket.Repository}, work))
 	return func(context.Context, string) (providers.AgentSpec, error) {
 		return providers.AgentSpec{Image: pc.Agent.Image, CPU: pc.Agent.CPU, MemoryMB: mem, Env: maps.Clone(env)}, nil
 	}
 }
 
-// bitbucketRunners makes a runner's registration part of its instance: a
-// create registers the runner in Bitbucket first and hands the container
-// its uuid and OAuth client (the secret as a secret only); a delete
-// disables and deletes the runner first, and leaves a runner that took a
-// step running.
+// bitbucketRunners registers each instance's runner in Bitbucket at create
+// (its uuid and OAuth client to the container, the secret as a secret only)
+// and disables and deletes it at delete, leaving a runner that took a step
+// running.
 func bitbucketRunners(p providers.Provider, src *bitbucket.Source, log *slog.Logger) providers.Provider {
-	return &registeredProvider{
-		Provider: p, log: log, busy: bitbucket.ErrBusy, work: "a step",
-		register: func(ctx context.Context, name string) (registration, error) {
+	return registered.Wrap(p, registered.Runners{
+		Register: func(ctx context.Context, name string) (registered.Registration, error) {
 			r, err := src.Register(ctx, name)
 			if err != nil {
-				return registration{}, err
+				return registered.Registration{}, err
 			}
-			return registration{
-				env:     map[string]string{envRunnerUUID: r.UUID, envClientID: r.OAuth.ID},
-				secrets: map[string]string{envClientSecret: r.OAuth.Secret},
-				forget:  func(ctx context.Context) error { return src.Forget(ctx, r.UUID) },
-			}, nil
+			return registered.Registration{Env: r.Env(), Secrets: r.Secrets(),
+				Forget: func(ctx context.Context) error { return src.Forget(ctx, r.UUID) }}, nil
 		},
-		retire: src.Retire,
-	}
+		Retire: src.Retire, Busy: bitbucket.ErrBusy, Work: "a step",
+	}, log)
 }

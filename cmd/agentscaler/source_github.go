@@ -16,6 +16,7 @@ import (
 	"github.com/agentscaler/agentscaler/ci"
 	"github.com/agentscaler/agentscaler/config"
 	"github.com/agentscaler/agentscaler/providers"
+	"github.com/agentscaler/agentscaler/providers/registered"
 	"github.com/agentscaler/agentscaler/sources/github"
 )
 
@@ -110,28 +111,26 @@ func jitSpec(pc config.Pool) func(context.Context, string) (providers.AgentSpec,
 	}
 }
 
-// jitRunners makes a runner's registration part of its instance. A create
-// registers the single-use runner first and hands the container its
-// just-in-time configuration as a secret only; when a runner of that name
-// exists already, another reconciler made it and creates its instance, so
-// the create counts as done. A delete removes the runner's registration
-// first, and leaves a runner that runs a job (and its instance) alone.
+// jitRunners registers each instance's single-use runner at create and
+// hands the container its just-in-time configuration as a secret only; a
+// name another reconciler registered is that reconciler's create, so the
+// create counts as done. A delete removes the runner's registration first,
+// and leaves a runner that runs a job (and its instance) alone.
 func jitRunners(p providers.Provider, src *github.Source, log *slog.Logger) providers.Provider {
-	return &registeredProvider{
-		Provider: p, log: log, busy: github.ErrBusy, work: "a job",
-		register: func(ctx context.Context, name string) (registration, error) {
+	return registered.Wrap(p, registered.Runners{
+		Register: func(ctx context.Context, name string) (registered.Registration, error) {
 			jit, err := src.JITConfig(ctx, name)
 			switch {
 			case errors.Is(err, github.ErrConflict):
-				return registration{}, errCreatedElsewhere
+				return registered.Registration{}, registered.ErrElsewhere
 			case err != nil:
-				return registration{}, err
+				return registered.Registration{}, err
 			}
-			return registration{
-				secrets: map[string]string{github.EnvJITConfig: jit},
-				forget:  func(ctx context.Context) error { return src.Retire(ctx, name) },
+			return registered.Registration{
+				Secrets: map[string]string{github.EnvJITConfig: jit},
+				Forget:  func(ctx context.Context) error { return src.Retire(ctx, name) },
 			}, nil
 		},
-		retire: src.Retire,
-	}
+		Retire: src.Retire, Busy: github.ErrBusy, Work: "a job",
+	}, log)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/agentscaler/agentscaler/internal/demo/ghemu"
 	"github.com/agentscaler/agentscaler/providers"
 	"github.com/agentscaler/agentscaler/providers/memory"
+	"github.com/agentscaler/agentscaler/providers/providertest"
 	"github.com/agentscaler/agentscaler/sources/github"
 )
 
@@ -28,7 +29,7 @@ func TestJITRunners(t *testing.T) {
 	}
 	src := github.NewSource(c, github.NewJobs(c, github.JobsOptions{}), "cpu", nil)
 	mem := memory.New(memory.Options{})
-	rec := &specRecorder{Provider: mem, specs: map[string]providers.AgentSpec{}}
+	rec := providertest.Record(mem)
 	theirMem := memory.New(memory.Options{})
 	ours := jitRunners(rec, src, slog.New(slog.DiscardHandler))
 	theirs := jitRunners(theirMem, src, slog.New(slog.DiscardHandler))
@@ -56,7 +57,7 @@ func TestJITRunners(t *testing.T) {
 	}
 	// The instance's runner takes the job with the configuration it was
 	// given as a secret.
-	got := rec.specs["cpu-j2"]
+	got := rec.Spec("cpu-j2")
 	if len(got.Secrets) != 1 || got.Env["K"] != "v" || len(got.Env) != 1 {
 		t.Fatalf("spec env %v, %d secrets: want the pool's env and the configuration as the one secret", got.Env, len(got.Secrets))
 	}
@@ -78,15 +79,4 @@ func TestJITRunners(t *testing.T) {
 	if got := emu.Runners(); len(got) != 1 || got[0] != "cpu-j2" {
 		t.Fatalf("runners %v, want only the busy cpu-j2", got)
 	}
-}
-
-// specRecorder keeps the specs its provider was asked to create.
-type specRecorder struct {
-	providers.Provider
-	specs map[string]providers.AgentSpec
-}
-
-func (r *specRecorder) Create(ctx context.Context, spec providers.AgentSpec) (providers.Instance, error) {
-	r.specs[spec.Name] = spec
-	return r.Provider.Create(ctx, spec)
 }
