@@ -50,6 +50,16 @@ webhook: {header: {name: X-Key, value_env: GH_HOOK}}
 	if err := loadGitHub(t, both, env); err != nil {
 		t.Fatalf("a pool of each: %v", err)
 	}
+	// On Kubernetes a runner needs no token Secret, and must not get the
+	// Azure DevOps one.
+	onKube := strings.Replace(ok, "provider: memory", "provider: kubernetes\n    kubernetes: {namespace: runners}", 1)
+	if err := loadGitHub(t, onKube, env); err != nil {
+		t.Fatalf("a github pool on Kubernetes without token_secret: %v", err)
+	}
+	withToken := strings.Replace(onKube, "{namespace: runners}", "{namespace: runners, token_secret: azp-token}", 1)
+	if err := loadGitHub(t, withToken, env); err == nil || !strings.Contains(err.Error(), "pools[0].kubernetes.token_secret") {
+		t.Fatalf("a github pool on Kubernetes with the Azure DevOps token Secret: %v, want pools[0].kubernetes.token_secret refused", err)
+	}
 	for name, c := range map[string]struct{ yaml, want string }{
 		"no section":     {githubPools, "github: required"},
 		"org and repo":   {"github: {org: a, repo: a/b, token_env: GH_TOKEN, webhook_secret_env: GH_HOOK}\n" + githubPools, "exactly one of org"},

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/agentscaler/agentscaler/ci"
 )
 
 // Kubernetes holds the Kubernetes provider's settings; see
@@ -76,11 +78,15 @@ var (
 	qualifiedExample = "kubernetes.io/os or dedicated"
 )
 
-func (v *validator) kubernetes(k string, kc *Kubernetes) {
+func (v *validator) kubernetes(k string, kc *Kubernetes, system string) {
 	if !dnsLabelRE.MatchString(kc.Namespace) {
 		v.add(k+"namespace", "must be a Kubernetes namespace name: lowercase letters, digits and '-', at most 63 characters (got %q)", kc.Namespace)
 	}
 	switch {
+	case system != ci.AzureDevOps && kc.TokenSecret != "":
+		// A runner of another system must not see the Azure DevOps token.
+		v.add(k+"token_secret", "is the Secret of the Azure Pipelines agent token, which a %s pool's runners must not get: they get their own credential through a Secret the provider writes per runner; remove it", system)
+	case system != ci.AzureDevOps:
 	case kc.TokenSecret == "":
 		v.add(k+"token_secret", "required when provider is kubernetes: the Secret that holds AZP_TOKEN for the agents")
 	case !dnsSubdomRE.MatchString(kc.TokenSecret):

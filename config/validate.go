@@ -502,7 +502,7 @@ func (v *validator) providerSections(key string, p Pool) {
 			v.add(key+".name", "must not hold two hyphens in a row with provider aci: container group names may not; use a single '-'")
 		}
 	case p.Provider == "kubernetes" && p.Kubernetes != nil:
-		v.kubernetes(key+".kubernetes.", p.Kubernetes)
+		v.kubernetes(key+".kubernetes.", p.Kubernetes, p.System())
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -218,6 +219,38 @@ func TestCreateWithoutExtraSecrets(t *testing.T) {
 	}
 	if got := *job.Spec.TTLSecondsAfterFinished; got != int32(kubernetes.DefaultTTLAfterFinished.Seconds()) {
 		t.Errorf("ttlSecondsAfterFinished = %d, want the default %v", got, kubernetes.DefaultTTLAfterFinished)
+	}
+}
+
+// TestRunnerWithoutToken: a runner of another CI system (no token Secret)
+// gets no Azure DevOps token in its pod, only its own secret, from the
+// Secret the provider writes for it.
+func TestRunnerWithoutToken(t *testing.T) {
+	e := newEnv(t, nil)
+	opt := e.options()
+	opt.TokenSecret = ""
+	p := e.provider(t, opt)
+	spec := baseSpec()
+	spec.Name, spec.Pool, spec.Request = "gh-j7", "gh", 7
+	spec.Secrets = map[string]string{"ACTIONS_RUNNER_INPUT_JITCONFIG": "jit-config-must-stay-in-a-secret"}
+	if _, err := p.Create(ctx(t), spec); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	job, err := e.cp.Admin(t).BatchV1().Jobs(e.ns).Get(ctx(t), spec.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("get Job: %v", err)
+	}
+	var refs []string
+	for _, v := range job.Spec.Template.Spec.Containers[0].Env {
+		if v.Name == "AZP_TOKEN" {
+			t.Errorf("the runner's pod has AZP_TOKEN (%+v)", v)
+		}
+		if v.ValueFrom != nil && v.ValueFrom.SecretKeyRef != nil {
+			refs = append(refs, v.Name+"<-"+v.ValueFrom.SecretKeyRef.Name)
+		}
+	}
+	if want := []string{"ACTIONS_RUNNER_INPUT_JITCONFIG<-gh-j7"}; !slices.Equal(refs, want) {
+		t.Errorf("secret references %v, want only %v", refs, want)
 	}
 }
 

@@ -8,10 +8,12 @@
 // got to delete goes away by itself. The Job and its pod template carry the
 // labels of providers.Labels; List selects on them.
 //
-// Secrets never appear in a Job. The agent token (AZP_TOKEN) comes from the
-// Secret the operator names (Options.TokenSecret, key Options.TokenKey)
-// through a secretKeyRef: the provider never reads that Secret, and the
-// AZP_TOKEN value the scaler hands in is not used. Any other spec secret
+// Secrets never appear in a Job. An Azure Pipelines agent's token
+// (AZP_TOKEN) comes from the Secret the operator names (Options.TokenSecret,
+// key Options.TokenKey) through a secretKeyRef: the provider never reads
+// that Secret, and the AZP_TOKEN value the scaler hands in is not used.
+// Without a TokenSecret (GitHub and Bitbucket runners) no pod refers to
+// such a Secret, so no runner sees another system's token. Any other spec secret
 // goes into a Secret the provider creates for the instance, named like the
 // Job and owned by it, so the garbage collector removes it with the Job;
 // the container reads it through secretKeyRefs too. The owner reference
@@ -85,7 +87,7 @@ const ContainerName = "agent"
 // tokenEnv is the variable the agent reads its token from.
 const tokenEnv = providers.EnvToken
 
-// Options configure the provider. Namespace and TokenSecret are required.
+// Options configure the provider. Namespace is required.
 type Options struct {
 	// Config reaches the API server. When nil, Kubeconfig and Context
 	// select a kubeconfig (the default loading rules when Kubeconfig is
@@ -95,7 +97,7 @@ type Options struct {
 	Context    string
 
 	Namespace   string
-	TokenSecret string // the Secret holding the agent token
+	TokenSecret string // the Secret holding the Azure Pipelines agent token; empty for other runners
 	TokenKey    string // its key; DefaultTokenKey when empty
 
 	ServiceAccount   string // the pods' service account; the namespace default when empty
@@ -136,9 +138,6 @@ var _ providers.Provider = (*Provider)(nil)
 func New(opt Options) (*Provider, error) {
 	if opt.Namespace == "" {
 		return nil, errors.New("kubernetes provider: namespace is required: the namespace the agent Jobs run in")
-	}
-	if opt.TokenSecret == "" {
-		return nil, errors.New("kubernetes provider: token_secret is required: the Secret that holds the agent token")
 	}
 	if opt.RunAsUser != nil && *opt.RunAsUser < 1 {
 		return nil, fmt.Errorf("kubernetes provider: run_as_user %d: must be a non-root uid (1 or more)", *opt.RunAsUser)
@@ -223,7 +222,7 @@ func (p *Provider) Create(ctx context.Context, spec providers.AgentSpec) (provid
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.opt.CallTimeout)
 	defer cancel()
-	extra := extraSecrets(spec)
+	extra := p.extraSecrets(spec)
 	job, err := p.client.BatchV1().Jobs(p.opt.Namespace).Create(ctx, p.job(spec, extra), metav1.CreateOptions{})
 	switch {
 	case apierrors.IsAlreadyExists(err):
@@ -370,9 +369,11 @@ func (p *Provider) Delete(ctx context.Context, name string) error {
 
 // extraSecrets returns the spec's secrets other than the token, which comes
 // from the operator's Secret.
-func extraSecrets(spec providers.AgentSpec) map[string]string {
+func (p *Provider) extraSecrets(spec providers.AgentSpec) map[string]string {
 	extra := maps.Clone(spec.Secrets)
-	delete(extra, tokenEnv)
+	if p.opt.TokenSecret != "" {
+		delete(extra, tokenEnv)
+	}
 	return extra
 }
 
@@ -439,7 +440,9 @@ func (p *Provider) env(spec providers.AgentSpec, extra map[string]string) []core
 		env = append(env, corev1.EnvVar{Name: k, Value: spec.Env[k]})
 	}
 	env = append(env, corev1.EnvVar{Name: providers.EnvName, Value: spec.Name})
-	env = append(env, secretEnv(tokenEnv, p.opt.TokenSecret, p.opt.TokenKey))
+	if p.opt.TokenSecret != "" {
+		env = append(env, secretEnv(tokenEnv, p.opt.TokenSecret, p.opt.TokenKey))
+	}
 	for _, k := range slices.Sorted(maps.Keys(extra)) {
 		env = append(env, secretEnv(k, spec.Name, k))
 	}

@@ -134,7 +134,6 @@ func TestNewRefusesIncompleteOptions(t *testing.T) {
 		want string
 	}{
 		{kubernetes.Options{Config: cfg, TokenSecret: "t"}, "namespace"},
-		{kubernetes.Options{Config: cfg, Namespace: "agents"}, "token_secret"},
 		{kubernetes.Options{Config: cfg, Namespace: "agents", TokenSecret: "t", RunAsUser: &uid}, "run_as_user"},
 		{kubernetes.Options{Namespace: "agents", TokenSecret: "t", Kubeconfig: "/nonexistent/kubeconfig"}, "kubeconfig"},
 	} {
