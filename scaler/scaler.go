@@ -311,7 +311,6 @@ func (s *Scaler) do(ctx context.Context, p *Pool, a Action) error {
 			return fmt.Errorf("agent spec: %w", err)
 		}
 		spec.Name, spec.Pool, spec.Request, spec.Slot = a.Name, a.Pool, a.Request, a.Slot
-		spec.Env = providers.WithName(spec.Env, a.Name)
 		in, err := call(ctx, s.opt.CallTimeout, func(ctx context.Context) (providers.Instance, error) {
 			return p.Provider.Create(ctx, spec)
 		})

@@ -85,7 +85,7 @@ func (s *azureDevOps) specFunc(pc config.Pool) func(context.Context, string) (pr
 	mem, _ := pc.Agent.MemoryMB()
 	cfg, getenv := s.a.cfg.AzureDevOps, s.a.getenv
 	env := providers.AgentEnv(pc.Agent.Env, cfg.URL, pc.AzurePool, pc.Agent.Work)
-	return func(ctx context.Context, _ string) (providers.AgentSpec, error) {
+	return func(ctx context.Context, name string) (providers.AgentSpec, error) {
 		token := ""
 		if cfg.TokenEnv != "" {
 			token = getenv(cfg.TokenEnv)
@@ -98,7 +98,7 @@ func (s *azureDevOps) specFunc(pc config.Pool) func(context.Context, string) (pr
 		}
 		return providers.AgentSpec{
 			Image: pc.Agent.Image, CPU: pc.Agent.CPU, MemoryMB: mem,
-			Env:     env,
+			Env:     providers.WithName(env, name), // it registers under its instance's name
 			Secrets: map[string]string{providers.EnvToken: token},
 		}, nil
 	}

@@ -50,6 +50,7 @@ func TestJobSpec(t *testing.T) {
 	const token, extra = "scaler-token-must-not-be-used", "extra-secret-must-stay-in-a-secret"
 	spec := baseSpec()
 	spec.Name, spec.Pool, spec.Request = "linux-r77", "linux", 77
+	spec.Env = providers.WithName(spec.Env, spec.Name)
 	spec.CPU, spec.MemoryMB = 1.5, 2048
 	spec.Secrets = map[string]string{"AZP_TOKEN": token, "AZP_CLIENTSECRET": extra}
 	in, err := p.Create(ctx(t), spec)
@@ -230,7 +231,7 @@ func TestRunnerWithoutToken(t *testing.T) {
 	opt := e.options()
 	opt.TokenSecret = ""
 	p := e.provider(t, opt)
-	spec := baseSpec()
+	spec := providers.AgentSpec{Image: "gh-runner:test", Env: map[string]string{"RUNNER_LABELS": "gpu"}}
 	spec.Name, spec.Pool, spec.Request = "gh-j7", "gh", 7
 	spec.Secrets = map[string]string{"ACTIONS_RUNNER_INPUT_JITCONFIG": "jit-config-must-stay-in-a-secret"}
 	if _, err := p.Create(ctx(t), spec); err != nil {
@@ -242,8 +243,8 @@ func TestRunnerWithoutToken(t *testing.T) {
 	}
 	var refs []string
 	for _, v := range job.Spec.Template.Spec.Containers[0].Env {
-		if v.Name == "AZP_TOKEN" {
-			t.Errorf("the runner's pod has AZP_TOKEN (%+v)", v)
+		if strings.HasPrefix(v.Name, "AZP_") {
+			t.Errorf("the runner's pod has the Azure Pipelines agent's %s (%+v)", v.Name, v)
 		}
 		if v.ValueFrom != nil && v.ValueFrom.SecretKeyRef != nil {
 			refs = append(refs, v.Name+"<-"+v.ValueFrom.SecretKeyRef.Name)

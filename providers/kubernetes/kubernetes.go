@@ -430,16 +430,15 @@ func (p *Provider) job(spec providers.AgentSpec, extra map[string]string) *batch
 }
 
 // env is the container's environment, sorted by name: the spec's plain
-// values, the agent name, then every secret by reference.
+// values, then every secret by reference.
 func (p *Provider) env(spec providers.AgentSpec, extra map[string]string) []corev1.EnvVar {
 	var env []corev1.EnvVar
 	for _, k := range slices.Sorted(maps.Keys(spec.Env)) {
-		if _, secret := spec.Secrets[k]; secret || k == tokenEnv || k == providers.EnvName {
+		if _, secret := spec.Secrets[k]; secret || k == tokenEnv {
 			continue
 		}
 		env = append(env, corev1.EnvVar{Name: k, Value: spec.Env[k]})
 	}
-	env = append(env, corev1.EnvVar{Name: providers.EnvName, Value: spec.Name})
 	if p.opt.TokenSecret != "" {
 		env = append(env, secretEnv(tokenEnv, p.opt.TokenSecret, p.opt.TokenKey))
 	}
