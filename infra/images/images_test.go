@@ -154,8 +154,12 @@ func TestShebangDetection(t *testing.T) {
 
 var dockerfiles = []string{"linux/Dockerfile", "windows/Dockerfile"}
 
-// runnerDockerfile is the GitHub Actions runner image (docs/github.md).
-const runnerDockerfile = "github/Dockerfile"
+// runnerDockerfile is the GitHub Actions runner image (docs/github.md);
+// bitbucketDockerfile wraps Atlassian's Bitbucket runner (docs/bitbucket.md).
+const (
+	runnerDockerfile    = "github/Dockerfile"
+	bitbucketDockerfile = "bitbucket/Dockerfile"
+)
 
 // Debian does not package hadolint (there is no candidate for it in bookworm),
 // and nothing but Debian packages and Go modules can be installed here. When
@@ -166,7 +170,7 @@ func TestDockerfilesPassHadolint(t *testing.T) {
 	if err != nil {
 		t.Skip("hadolint is not installed, and Debian does not package it: skipped; TestDockerfileRequirements checks the image requirements instead")
 	}
-	if out, err := run(t, ".", hadolint, append(slices.Clone(dockerfiles), runnerDockerfile)...); err != nil {
+	if out, err := run(t, ".", hadolint, append(slices.Clone(dockerfiles), runnerDockerfile, bitbucketDockerfile)...); err != nil {
 		t.Errorf("hadolint: %v\n%s", err, out)
 	}
 }
