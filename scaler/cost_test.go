@@ -30,7 +30,7 @@ func TestAgentSecondsBetweenPasses(t *testing.T) {
 	mem := memory.New(memory.Options{Now: clock.Now})
 	pc := config.Pool{Name: "linux", MaxAgents: 10, MinIdle: 3, StartupTimeout: time.Hour, MaxLifetime: 6 * time.Hour, FailureBackoff: time.Minute}
 	s := New(Options{Clock: clock, Metrics: m, Pools: []Pool{{
-		Policy: PolicyFor(pc, ci.Requests), Source: src, Provider: mem, ProviderName: "memory",
+		Policy: mustPolicy(t, pc, ci.Requests), Source: src, Provider: mem, ProviderName: "memory",
 		Spec: func(context.Context, string) (providers.AgentSpec, error) {
 			return providers.AgentSpec{Image: "x"}, nil
 		},
@@ -83,7 +83,7 @@ func TestMinIdleGaugeFollowsTheSchedule(t *testing.T) {
 	pc := config.Pool{Name: "linux", MaxAgents: 10, MinIdle: 1, StartupTimeout: time.Hour, MaxLifetime: 6 * time.Hour, FailureBackoff: time.Minute,
 		Schedules: []config.Schedule{{Cron: "0 8 * * 1-5", MinIdle: 4}, {Cron: "0 19 * * 1-5", MinIdle: 0}}}
 	s := New(Options{Clock: clock, Metrics: m, Pools: []Pool{{
-		Policy: PolicyFor(pc, ci.Requests), Source: &stubSource{}, Provider: memory.New(memory.Options{Now: clock.Now}), ProviderName: "memory",
+		Policy: mustPolicy(t, pc, ci.Requests), Source: &stubSource{}, Provider: memory.New(memory.Options{Now: clock.Now}), ProviderName: "memory",
 		Spec: func(context.Context, string) (providers.AgentSpec, error) {
 			return providers.AgentSpec{Image: "x"}, nil
 		},

@@ -85,10 +85,10 @@ func TestPlanBitbucket(t *testing.T) {
 }
 
 func TestPolicyForPlaceholderIsAzureDevOpsOnly(t *testing.T) {
-	if !PolicyFor(config.Pool{Name: "ado"}, ci.Requests).Placeholder {
+	if !mustPolicy(t, config.Pool{Name: "ado"}, ci.Requests).Placeholder {
 		t.Errorf("an Azure DevOps pool keeps no placeholder")
 	}
-	if PolicyFor(config.Pool{Name: "bb", Source: ci.Bitbucket}, bitbucket.Naming).Placeholder {
+	if mustPolicy(t, config.Pool{Name: "bb", Source: ci.Bitbucket}, bitbucket.Naming).Placeholder {
 		t.Errorf("a Bitbucket pool keeps a placeholder")
 	}
 }

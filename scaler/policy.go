@@ -13,10 +13,10 @@ import (
 // instances by naming, the one mapping serve, reconcile, demo and simulate
 // share. An Azure DevOps pool keeps a placeholder agent registered, so that
 // jobs queue into it while it has no agent; a GitHub job or a Bitbucket
-// step waits for a runner of its labels without one. The pool must be
-// valid (config.Load and config.ValidatePolicy check it): a schedule that
-// does not compile is a programming error, and panics.
-func PolicyFor(pc config.Pool, naming ci.Naming) Policy {
+// step waits for a runner of its labels without one. A validated pool
+// (config.Load, config.ValidatePolicy) always has a policy; the error is
+// for one that was not.
+func PolicyFor(pc config.Pool, naming ci.Naming) (Policy, error) {
 	p := Policy{
 		Pool: pc.Name, Naming: naming, MaxAgents: pc.MaxAgents, MinIdle: pc.MinIdle,
 		StartupTimeout: pc.StartupTimeout, MaxLifetime: pc.MaxLifetime, FailureBackoff: pc.FailureBackoff,
@@ -29,11 +29,11 @@ func PolicyFor(pc config.Pool, naming ci.Naming) Policy {
 		}
 		s, err := standby.Compile(entries, pc.Timezone)
 		if err != nil {
-			panic(fmt.Sprintf("scaler.PolicyFor: pool %s was not validated: schedules: %v", pc.Name, err))
+			return Policy{}, fmt.Errorf("pool %s: schedules: %w", pc.Name, err)
 		}
 		p.Standby = s
 	}
-	return p
+	return p, nil
 }
 
 // minIdleAt is the warm-agent target of the pool's standby schedule at t,

@@ -3,6 +3,7 @@ package scaler
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -89,7 +90,7 @@ func TestObserveStandbyTarget(t *testing.T) {
 		Schedules: []config.Schedule{{Cron: "0 8 * * 1-5", MinIdle: 3}, {Cron: "0 19 * * 1-5", MinIdle: 0}}}
 	mem := memory.New(memory.Options{Now: clock.Now})
 	s := New(Options{Clock: clock, Pools: []Pool{{
-		Policy: PolicyFor(pc, ci.Requests), Source: &stubSource{}, Provider: mem, ProviderName: "memory",
+		Policy: mustPolicy(t, pc, ci.Requests), Source: &stubSource{}, Provider: mem, ProviderName: "memory",
 		Spec: func(context.Context, string) (providers.AgentSpec, error) {
 			return providers.AgentSpec{Image: "x"}, nil
 		},
@@ -122,11 +123,30 @@ func TestObserveStandbyTarget(t *testing.T) {
 
 	// A pool whose entries have not fired in the past week keeps min_idle.
 	pc.Schedules = []config.Schedule{{Cron: "0 8 1 1 *", MinIdle: 3}}
-	if p := PolicyFor(pc, ci.Requests); p.minIdleAt(monday) != nil {
+	if p := mustPolicy(t, pc, ci.Requests); p.minIdleAt(monday) != nil {
 		t.Errorf("an entry that fired on January 1st applies on March 2nd: %d", *p.minIdleAt(monday))
 	}
 	pc.Schedules = nil
-	if p := PolicyFor(pc, ci.Requests); p.Standby != nil || p.minIdleAt(monday) != nil {
+	if p := mustPolicy(t, pc, ci.Requests); p.Standby != nil || p.minIdleAt(monday) != nil {
 		t.Error("a pool without schedules has a standby target")
+	}
+}
+
+// mustPolicy is PolicyFor of a pool the test knows to be valid.
+func mustPolicy(t *testing.T, pc config.Pool, naming ci.Naming) Policy {
+	t.Helper()
+	p, err := PolicyFor(pc, naming)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestPolicyForRefusesABadSchedule: a pool that was not validated gets an
+// error naming it, not a panic.
+func TestPolicyForRefusesABadSchedule(t *testing.T) {
+	pc := config.Pool{Name: "linux", MaxAgents: 5, Schedules: []config.Schedule{{Cron: "61 * * * *", MinIdle: 1}}}
+	if _, err := PolicyFor(pc, ci.Requests); err == nil || !strings.Contains(err.Error(), "pool linux: schedules") {
+		t.Errorf("PolicyFor with cron 61 * * * *: %v, want an error naming pool linux's schedules", err)
 	}
 }

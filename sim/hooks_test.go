@@ -90,7 +90,10 @@ func TestSimulatedHooksAreServes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newEngine(jobs, p, Options{Pool: testPool(10, 0), StartLatency: fixed(5 * time.Second), Horizon: 5 * time.Minute})
+	e, err := newEngine(jobs, p, Options{Pool: testPool(10, 0), StartLatency: fixed(5 * time.Second), Horizon: 5 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
 	sim := &eventLog{inner: e.target}
 	e.target = sim
 	if err := e.run(context.Background()); err != nil {

@@ -77,7 +77,10 @@ func Run(ctx context.Context, jobs []Job, pol Policy, opt Options) (Result, erro
 	if err := opt.validate(pol); err != nil {
 		return Result{}, err
 	}
-	e := newEngine(jobs, pol, opt)
+	e, err := newEngine(jobs, pol, opt)
+	if err != nil {
+		return Result{}, err
+	}
 	if err := e.run(ctx); err != nil {
 		return Result{}, fmt.Errorf("simulate %s: %w", pol, err)
 	}
@@ -190,7 +193,7 @@ type engine struct {
 	timeline          []Sample
 }
 
-func newEngine(jobs []Job, pol Policy, opt Options) *engine {
+func newEngine(jobs []Job, pol Policy, opt Options) (*engine, error) {
 	e := &engine{
 		jobs: jobs, pol: pol, opt: opt, horizon: opt.Horizon,
 		clock:      fakeclock.New(epoch),
@@ -212,13 +215,17 @@ func newEngine(jobs []Job, pol Policy, opt Options) *engine {
 		}
 	}
 	if pol.Kind == Static {
-		return e
+		return e, nil
 	}
 	e.rec = newRecorder(e.clock.Now, opt.StartLatency, opt.Seed)
 	p := opt.Pool
+	policy, err := scaler.PolicyFor(p, ci.Requests)
+	if err != nil {
+		return nil, err
+	}
 	e.sc = scaler.New(scaler.Options{
 		Pools: []scaler.Pool{{
-			Policy:       scaler.PolicyFor(p, ci.Requests),
+			Policy:       policy,
 			System:       ci.AzureDevOps,
 			Source:       azuredevops.NewSource(e.ado, p.AzurePool, p.Capabilities, p.AgentVersion),
 			Provider:     e.rec,
@@ -233,7 +240,7 @@ func newEngine(jobs []Job, pol Policy, opt Options) *engine {
 		AfterReconcile: func() { e.reconciles++ }, // while the engine waits in settle
 	})
 	e.target = e.sc
-	return e
+	return e, nil
 }
 
 func (e *engine) schedule(ev event) {

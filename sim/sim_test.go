@@ -226,7 +226,10 @@ func TestStartThatTimesOutIsNoDuplicate(t *testing.T) {
 // duplicate; a warm one, one that ran a job, or one that never came online
 // is not.
 func TestDuplicateCounting(t *testing.T) {
-	e := newEngine(nil, Policy{Kind: Webhook, Interval: time.Minute}, Options{Pool: testPool(10, 0)})
+	e, err := newEngine(nil, Policy{Kind: Webhook, Interval: time.Minute}, Options{Pool: testPool(10, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	e.instances = map[string]*instance{
 		"linux-r1": {request: 1, online: true},            // duplicate
 		"linux-r2": {request: 2, online: true, ran: true}, // ran a job

@@ -121,7 +121,10 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv fu
 		if ps.interval > 0 {
 			a.intervals[pc.Name] = ps.interval
 		}
-		policy := scaler.PolicyFor(pc, ps.naming)
+		policy, err := scaler.PolicyFor(pc, ps.naming)
+		if err != nil {
+			return nil, err
+		}
 		pools = append(pools, scaler.Pool{
 			Policy:       policy,
 			System:       pc.System(),
