@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -55,6 +56,7 @@ func bitbucketAuth(c config.Bitbucket, getenv func(string) string, log *slog.Log
 func (s *bitbucketSystem) pool(pc config.Pool) (poolSource, error) {
 	b := pc.Bitbucket
 	src := bitbucket.NewSource(s.client, pc.Name, bitbucket.Location{Workspace: b.Workspace, Repository: b.Repository}, b.Labels)
+	src.Grace = s.a.cfg.Reconcile.CallTimeout
 	return poolSource{
 		source:   src,
 		naming:   bitbucket.Naming,
@@ -96,7 +98,10 @@ func bitbucketRunners(p providers.Provider, src *bitbucket.Source, log *slog.Log
 	return registered.Wrap(p, registered.Runners{
 		Register: func(ctx context.Context, name string) (registered.Registration, error) {
 			r, err := src.Register(ctx, name)
-			if err != nil {
+			switch {
+			case errors.Is(err, bitbucket.ErrRegistered):
+				return registered.Registration{}, registered.ErrElsewhere
+			case err != nil:
 				return registered.Registration{}, err
 			}
 			return registered.Registration{Env: r.Env(), Secrets: r.Secrets(),

@@ -64,11 +64,12 @@ func (p *provider) Create(ctx context.Context, spec providers.AgentSpec) (provid
 	}
 	spec.Env, spec.Secrets = merged(spec.Env, reg.Env), merged(spec.Secrets, reg.Secrets)
 	in, err := p.Provider.Create(ctx, spec)
-	if err != nil && reg.Forget != nil {
-		// No container may hold the runner's credential: remove the
+	if (err != nil || in.Existed) && reg.Forget != nil {
+		// No container holds the runner's credential (none was made, or
+		// the instance there already has its own runner): remove the
 		// runner, or a later pass removes it as a leftover.
 		if ferr := reg.Forget(context.WithoutCancel(ctx)); ferr != nil {
-			p.log.Warn("removing the runner of a failed create failed; a later pass removes it", "name", spec.Name, "error", ferr)
+			p.log.Warn("removing an unused runner failed; a later pass removes it", "name", spec.Name, "error", ferr)
 		}
 	}
 	return in, err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"maps"
+	"slices"
 	"testing"
 
 	"github.com/agentscaler/agentscaler/providers"
@@ -18,6 +19,7 @@ import (
 type system struct {
 	runners   map[string]bool // name -> busy
 	elsewhere map[string]bool // names another reconciler registered
+	forgot    []string        // registrations undone
 }
 
 var errBusy = errors.New("the runner runs a job")
@@ -32,7 +34,11 @@ func (s *system) registered() registered.Runners {
 			return registered.Registration{
 				Env:     map[string]string{"RUNNER_ID": name},
 				Secrets: map[string]string{"RUNNER_SECRET": "s3cret-" + name},
-				Forget:  func(context.Context) error { delete(s.runners, name); return nil },
+				Forget: func(context.Context) error {
+					s.forgot = append(s.forgot, name)
+					delete(s.runners, name)
+					return nil
+				},
 			}, nil
 		},
 		Retire: func(_ context.Context, name string) error {
@@ -78,6 +84,19 @@ func TestWrap(t *testing.T) {
 	}
 	if _, ok := sys.runners["p-j2"]; ok {
 		t.Error("the runner of a failed create is still registered")
+	}
+
+	// An instance another process made already holds its own runner: the
+	// registration just made is unused, and undone.
+	if _, err := mem.Create(ctx, spec("p-j4")); err != nil {
+		t.Fatal(err)
+	}
+	in, err = p.Create(ctx, spec("p-j4"))
+	if err != nil || !in.Existed {
+		t.Errorf("create over an existing instance: %+v, %v; want it, Existed", in, err)
+	}
+	if _, ok := sys.runners["p-j4"]; ok || !slices.Equal(sys.forgot, []string{"p-j2", "p-j4"}) {
+		t.Errorf("registrations undone %v, want p-j2 (failed create) and p-j4 (instance there already)", sys.forgot)
 	}
 
 	in, err = p.Create(ctx, spec("p-j3"))

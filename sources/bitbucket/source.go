@@ -31,6 +31,15 @@ type Source struct {
 	loc    Location
 	labels []string
 	own    func(string) bool
+	// Grace is how long a just-registered runner of ours that is not online
+	// yet is left alone: from its registration to its container's create
+	// is one create call, bounded by the scaler's call timeout, and a
+	// runner another reconciler registered a moment ago must neither look
+	// like a leftover to delete nor be replaced by a second registration
+	// (its container would start with the credentials of a deleted
+	// runner). 0 leaves none alone.
+	Grace time.Duration
+	Now   func() time.Time // time.Now when nil
 
 	mu    sync.Mutex
 	uuids map[int64]string // the runners the last Agents listed, by agent id
@@ -59,7 +68,7 @@ func (s *Source) Agents(ctx context.Context) ([]ci.Agent, error) {
 	var out []ci.Agent
 	uuids := map[int64]string{}
 	for _, r := range runners {
-		if !s.own(r.Name) {
+		if !s.own(r.Name) || s.settling(r) {
 			continue
 		}
 		a := Agent(r)
@@ -116,13 +125,32 @@ func (s *Source) RegisterPlaceholder(context.Context, string) error {
 	return errors.New("bitbucket: runners need no placeholder")
 }
 
+// ErrRegistered is Register's answer when a runner of that name is online
+// or was registered within Grace: another reconciler's create, whose
+// instance is theirs.
+var ErrRegistered = errors.New("bitbucket: a runner of that name is registered and live")
+
+// settling reports a runner registered within Grace that is not online yet.
+func (s *Source) settling(r Runner) bool {
+	now := time.Now
+	if s.Now != nil {
+		now = s.Now
+	}
+	return r.State.Status != StatusOnline && now().Sub(r.CreatedOn) < s.Grace
+}
+
 // Register creates the runner for a new instance named name, after
 // deleting a runner left under that name (the plan creates only names no
-// instance holds, so such a runner has no process, and its secret is lost).
+// instance holds, so such a runner has no process, and its secret is
+// lost). A runner of that name that is online or settling is another
+// reconciler's: ErrRegistered.
 func (s *Source) Register(ctx context.Context, name string) (Runner, error) {
 	r, err := s.byName(ctx, name)
 	if err != nil {
 		return Runner{}, err
+	}
+	if r != nil && (r.State.Status == StatusOnline || s.settling(*r)) {
+		return Runner{}, ErrRegistered
 	}
 	if r != nil {
 		if err := s.c.DeleteRunner(ctx, s.loc, r.UUID); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/agentscaler/agentscaler/internal/demo/bbemu"
 	"github.com/agentscaler/agentscaler/providers"
@@ -110,13 +111,44 @@ func TestSourceRetire(t *testing.T) {
 	if names := runnerNames(emu); !slices.Equal(names, []string{"bb-w2"}) {
 		t.Errorf("runners left %v, want the busy one", names)
 	}
-	// A runner left under a name is replaced by a new one on Register.
+}
+
+// TestSourceRegisterOverAName: a runner left under a name (offline, older
+// than Grace) is replaced on Register; one that is online, or registered
+// within Grace (another reconciler's create in flight), is left alone and
+// out of Agents until Grace has passed.
+func TestSourceRegisterOverAName(t *testing.T) {
+	emu, c := setup(t)
+	src := bitbucket.NewSource(c, "bb", bitbucket.Location{Workspace: workspace}, nil)
+	src.Grace = time.Minute
+	ctx := t.Context()
+	live, _ := src.Register(ctx, "bb-w1")
+	emu.Poll(live.UUID)
+	fresh, _ := src.Register(ctx, "bb-w2") // never polled: not online yet
+
+	for _, name := range []string{"bb-w1", "bb-w2"} {
+		if _, err := src.Register(ctx, name); !errors.Is(err, bitbucket.ErrRegistered) {
+			t.Errorf("register over %s: %v, want ErrRegistered", name, err)
+		}
+	}
+	agents, err := src.Agents(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(agents) != 1 || agents[0].Name != "bb-w1" {
+		t.Errorf("agents %+v, want bb-w1 alone: bb-w2 is settling", agents)
+	}
+
+	src.Now = func() time.Time { return time.Now().Add(2 * time.Minute) }
+	if agents, _ := src.Agents(ctx); len(agents) != 2 {
+		t.Errorf("after Grace: agents %+v, want bb-w2 shown too", agents)
+	}
 	again, err := src.Register(ctx, "bb-w2")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again.UUID == busy.UUID || len(emu.Runners()) != 1 {
-		t.Errorf("register over a leftover: %v", emu.Runners())
+	if again.UUID == fresh.UUID || !slices.Equal(runnerNames(emu), []string{"bb-w1", "bb-w2"}) {
+		t.Errorf("register over a leftover: %+v, want it replaced", emu.Runners())
 	}
 }
 
