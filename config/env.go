@@ -109,16 +109,19 @@ func FromEnv(getenv func(string) string) (*Config, error) {
 		p.Capabilities = caps
 	}
 	if s := get(EnvSchedules); s != "" {
-		scheds, err := ParseSchedules(s)
-		if err != nil {
-			problems = append(problems, Problem{Key: "pools[0].schedules", Message: err.Error()})
-		}
+		scheds, bad := parseSchedules(s)
+		problems = append(problems, bad...)
 		for j := range scheds {
 			set[fmt.Sprintf("pools[0].schedules[%d].min_idle", j)] = true
 		}
 		p.Schedules = scheds
+		if len(bad) == 0 {
+			// Checked with the schedules it applies to, once they read.
+			p.Timezone = get(EnvTimezone)
+		}
+	} else {
+		p.Timezone = get(EnvTimezone)
 	}
-	p.Timezone = get(EnvTimezone)
 	c.Pools = []Pool{p}
 
 	password, key := get(EnvWebhookPassword) != "", get(EnvWebhookKey) != ""
@@ -189,29 +192,41 @@ func ParseCapabilities(s string) (map[string]string, error) {
 	return caps, nil
 }
 
-// ParseSchedules reads the environment form of a standby schedule: entries
+// parseSchedules reads the environment form of a standby schedule: entries
 // "cron=min_idle" separated by ';', as in "0 8 * * 1-5=3; 0 19 * * 1-5=0".
-// A cron expression holds no '=' or ';', so each entry splits at its '='.
-// The expressions and numbers are checked by validation, as in a file.
-func ParseSchedules(s string) ([]Schedule, error) {
+// Each entry splits at its last '=', so a cron expression written with a
+// TZ= prefix reaches validation, which says to use the time zone variable.
+// An entry that does not split, or whose min_idle is not a number, is a
+// problem keyed by its place among the entries, as validation keys them.
+func parseSchedules(s string) ([]Schedule, []Problem) {
 	var out []Schedule
-	for i, entry := range strings.Split(s, ";") {
+	var problems []Problem
+	j := 0
+	for _, entry := range strings.Split(s, ";") {
 		entry = strings.TrimSpace(entry)
 		if entry == "" {
 			continue
 		}
-		if len(out) == maxSchedules {
-			return nil, fmt.Errorf("holds more than %d entries; a working week of shifts takes a handful, one per change of min_idle", maxSchedules)
+		if j == maxSchedules {
+			return nil, []Problem{{Key: "pools[0].schedules", Message: fmt.Sprintf("holds more than %d entries; a working week of shifts takes a handful, one per change of min_idle", maxSchedules)}}
 		}
-		cron, n, ok := strings.Cut(entry, "=")
-		if !ok || strings.Contains(n, "=") {
-			return nil, fmt.Errorf("entry %d: want cron=min_idle, such as 0 8 * * 1-5=3 (got %q)", i+1, logsafe.Clip(entry))
+		key := fmt.Sprintf("pools[0].schedules[%d]", j)
+		j++
+		i := strings.LastIndex(entry, "=")
+		if i < 0 {
+			problems = append(problems, Problem{Key: key, Message: fmt.Sprintf("want cron=min_idle, such as 0 8 * * 1-5=3 (got %q)", logsafe.Clip(entry))})
+			continue
 		}
-		minIdle, err := strconv.Atoi(strings.TrimSpace(n))
+		n := strings.TrimSpace(entry[i+1:])
+		minIdle, err := strconv.Atoi(n)
 		if err != nil {
-			return nil, fmt.Errorf("entry %d: min_idle must be a whole number (got %q)", i+1, logsafe.Clip(strings.TrimSpace(n)))
+			problems = append(problems, Problem{Key: key + ".min_idle", Message: fmt.Sprintf("must be a whole number after the last '=' (got %q)", logsafe.Clip(n))})
+			continue
 		}
-		out = append(out, Schedule{Cron: strings.TrimSpace(cron), MinIdle: minIdle})
+		out = append(out, Schedule{Cron: strings.TrimSpace(entry[:i]), MinIdle: minIdle})
+	}
+	if len(problems) > 0 {
+		return nil, problems
 	}
 	return out, nil
 }
