@@ -32,9 +32,10 @@ test: deps kubebins
 FUZZTIME ?= 30s
 TEST_FUZZTIME ?= 3s
 # Go 1.26's fuzz coordinator can report its own -fuzztime deadline as a failure ("context deadline exceeded", no
-# input written; go.dev/issue/75804, fixed in Go 1.27). Fuzzing alone runs on 1.27.3, which the go command fetches
-# from the module proxy once per machine; the module and everything else stay on go.mod's Go.
-FUZZ_GO ?= GOTOOLCHAIN=go1.27.3 $(GO)
+# input written; go.dev/issue/75804, fixed in Go 1.27). Fuzzing alone runs on 1.27.3 (or the newer Go that go.mod
+# may name one day), which the go command fetches from the module proxy once per machine; the module and everything
+# else stay on go.mod's Go.
+FUZZ_GO ?= GOTOOLCHAIN=go1.27.3+auto $(GO)
 fuzz:
 	@for dir in $$(grep -l '^func Fuzz' $$(git ls-files --cached --others --exclude-standard '*_test.go') | xargs -n1 dirname | sort -u); do \
 	  for target in $$($(GO) test -list '^Fuzz' ./$$dir | grep '^Fuzz'); do \
