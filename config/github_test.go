@@ -60,6 +60,10 @@ webhook: {header: {name: X-Key, value_env: GH_HOOK}}
 	if err := loadGitHub(t, withToken, env); err == nil || !strings.Contains(err.Error(), "pools[0].kubernetes.token_secret") {
 		t.Fatalf("a github pool on Kubernetes with the Azure DevOps token Secret: %v, want pools[0].kubernetes.token_secret refused", err)
 	}
+	withKey := strings.Replace(onKube, "{namespace: runners}", "{namespace: runners, token_key: pat}", 1)
+	if err := loadGitHub(t, withKey, env); err == nil || !strings.Contains(err.Error(), "pools[0].kubernetes.token_key") {
+		t.Fatalf("a github pool on Kubernetes with a token_key: %v, want it refused", err)
+	}
 	for name, c := range map[string]struct{ yaml, want string }{
 		"no section":     {githubPools, "github: required"},
 		"org and repo":   {"github: {org: a, repo: a/b, token_env: GH_TOKEN, webhook_secret_env: GH_HOOK}\n" + githubPools, "exactly one of org"},

@@ -92,7 +92,9 @@ func (v *validator) kubernetes(k string, kc *Kubernetes, system string) {
 	case !dnsSubdomRE.MatchString(kc.TokenSecret):
 		v.add(k+"token_secret", "must be a Kubernetes Secret name: lowercase letters, digits, '-' and '.' (got %q)", kc.TokenSecret)
 	}
-	if !secretKeyRE.MatchString(kc.TokenKey) {
+	if system != ci.AzureDevOps && kc.TokenKey != DefaultKubernetesTokenKey {
+		v.add(k+"token_key", "is the key of token_secret, which a %s pool has none of; remove it", system)
+	} else if !secretKeyRE.MatchString(kc.TokenKey) {
 		v.add(k+"token_key", "must be a key of the Secret: letters, digits, '-', '_' and '.' (got %q); the default is %s", kc.TokenKey, DefaultKubernetesTokenKey)
 	}
 	if kc.ServiceAccount != "" && !dnsSubdomRE.MatchString(kc.ServiceAccount) {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -124,5 +125,35 @@ func TestKubernetesProblems(t *testing.T) {
 	}
 	if len(ps) != len(want) {
 		t.Errorf("%d problems, want %d: %v", len(ps), len(want), keysOf(ps))
+	}
+}
+
+// TestKubernetesTokenSecretNamedLikeAnAgent: the provider writes each
+// instance's own Secret under the instance's name, so a token Secret named
+// like an instance of any kubernetes pool in its namespace would be
+// overwritten; one in another namespace is fine.
+func TestKubernetesTokenSecretNamedLikeAnAgent(t *testing.T) {
+	gh := `  - name: gh
+    source: github
+    provider: kubernetes
+    agent: {image: gh-runner:2.329.0}
+    kubernetes: {namespace: %s}
+github: {org: acme, token_env: TEST_AZP_TOKEN, webhook_secret_env: TEST_WEBHOOK_PASSWORD}
+`
+	for _, c := range []struct {
+		secret, ghNamespace string
+		bad                 bool
+	}{
+		{"k8s-r12", "other", true}, // the pool's own request agents
+		{"k8s-w1", "other", true},  // its warm slots
+		{"gh-j7", "agents", true},  // the GitHub pool's runners, same namespace
+		{"gh-j7", "other", false},  // another namespace
+		{"azp-token", "agents", false},
+	} {
+		file := string(kubernetesFile("      namespace: agents\n      token_secret: "+c.secret+"\n")) + fmt.Sprintf(gh, c.ghNamespace)
+		_, err := parse([]byte(file), fileEnv)
+		if got := err != nil && strings.Contains(err.Error(), "pools[0].kubernetes.token_secret"); got != c.bad {
+			t.Errorf("token_secret %s beside a github pool in namespace %s: %v; want refused %v", c.secret, c.ghNamespace, err, c.bad)
+		}
 	}
 }

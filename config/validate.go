@@ -149,7 +149,26 @@ func (c *Config) validate(getenv func(string) string) []Problem {
 			firstUse[p.Name] = i
 		}
 	}
+	v.tokenSecretNames(c.Pools)
 	return v.problems
+}
+
+// tokenSecretNames refuses a token Secret named like an instance of a
+// kubernetes pool in its namespace: the provider writes each instance's
+// own Secret under the instance's name, and would overwrite the token.
+func (v *validator) tokenSecretNames(pools []Pool) {
+	for i, p := range pools {
+		if p.Provider != "kubernetes" || p.Kubernetes == nil || p.Kubernetes.TokenSecret == "" {
+			continue
+		}
+		for _, q := range pools {
+			if q.Provider == "kubernetes" && q.Kubernetes != nil && q.Kubernetes.Namespace == p.Kubernetes.Namespace &&
+				regexp.MustCompile(`^`+regexp.QuoteMeta(q.Name)+`-[a-z][0-9]+$`).MatchString(p.Kubernetes.TokenSecret) {
+				v.add(fmt.Sprintf("pools[%d].kubernetes.token_secret", i), "%q is named like an agent of pool %s in namespace %s, whose Secrets the provider writes; rename the Secret",
+					p.Kubernetes.TokenSecret, q.Name, q.Kubernetes.Namespace)
+			}
+		}
+	}
 }
 
 // env checks that key names a variable that is set, without ever reading

@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"regexp"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -45,12 +44,6 @@ func newKubernetesProvider(_ context.Context, pool config.Pool, env providerEnv)
 // API does not know is an error, not silently dropped.
 func kubernetesOptions(pool config.Pool) (kubernetes.Options, error) {
 	kc := pool.Kubernetes
-	// The provider writes the Secret of an agent under the agent's name:
-	// the operator's token Secret must not be named like one.
-	agentName := regexp.MustCompile(`^` + regexp.QuoteMeta(pool.Name) + `-[rw][0-9]+$`)
-	if agentName.MatchString(kc.TokenSecret) {
-		return kubernetes.Options{}, fmt.Errorf("kubernetes.token_secret %q is named like an agent of pool %s, whose Secrets the provider writes; rename the Secret", kc.TokenSecret, pool.Name)
-	}
 	opt := kubernetes.Options{
 		Kubeconfig:       kc.Kubeconfig,
 		Context:          kc.Context,

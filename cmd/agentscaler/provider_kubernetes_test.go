@@ -82,8 +82,6 @@ func TestKubernetesOptionsRefuse(t *testing.T) {
 		"misspelt affinity field": {`      token_secret: azp-token
       affinity: {nodeAffinity: {requiredDuringScheduling: {}}}
 `, "kubernetes.affinity"},
-		"token secret named like an agent": {`      token_secret: k8s-r12
-`, "kubernetes.token_secret"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := kubernetesOptions(kubernetesPool(t, tc.section))

@@ -100,6 +100,14 @@ func TestHelmChartLintsStrictly(t *testing.T) {
 			t.Errorf("helm lint --strict %v: %v\n%s", args, err, out)
 		}
 	}
+	// A release without Azure DevOps pools needs neither azuredevops nor
+	// webhook, as agentscaler's own validation does not.
+	githubOnly := []string{"--set", "config.azuredevops=null", "--set", "config.webhook=null", "--set-json",
+		`config.pools=[{"name":"gh","source":"github","provider":"kubernetes","kubernetes":{"namespace":"runners"},"agent":{"image":"gh-runner:2.329.0"}}]`,
+		"--set-json", `config.github={"org":"acme","token_env":"GH_TOKEN","webhook_secret_env":"GH_HOOK"}`}
+	if out, err := runHelm(t, append([]string{"lint", "--strict", chartDir}, githubOnly...)...); err != nil {
+		t.Errorf("helm lint --strict of a GitHub-only release: %v\n%s", err, out)
+	}
 	// The lint can fail: values.schema.json refuses an empty image repository.
 	if out, err := runHelm(t, "lint", "--strict", chartDir, "--set", "image.repository="); err == nil {
 		t.Errorf("helm lint --strict with no image repository passed:\n%s", out)
