@@ -24,6 +24,10 @@ func TestBitbucketSecretEnv(t *testing.T) {
 	if err := os.WriteFile(file, []byte(bbSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	runner := []string{"sh", "-c", `printf '%s|%s' "${OAUTH_CLIENT_SECRET:-none}" "${OAUTH_CLIENT_SECRET_FILE:-unset}"`}
 	for _, c := range []struct {
 		name string
@@ -35,6 +39,7 @@ func TestBitbucketSecretEnv(t *testing.T) {
 		{"variable", []string{"OAUTH_CLIENT_SECRET=" + bbSecret}, runner, bbSecret + "|unset"},
 		{"neither", nil, runner, "none|unset"},
 		{"unreadable file", []string{"OAUTH_CLIENT_SECRET_FILE=" + filepath.Join(dir, "missing")}, runner, ""},
+		{"empty file", []string{"OAUTH_CLIENT_SECRET_FILE=" + empty}, runner, ""},
 		{"no command", []string{"OAUTH_CLIENT_SECRET_FILE=" + file}, nil, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -84,9 +89,15 @@ ENTRYPOINT ["/bin/sh", "-c"]
 CMD ["echo \"runner read ${OAUTH_CLIENT_SECRET:-nothing}, file ${OAUTH_CLIENT_SECRET_FILE:-unset}\""]
 `, "build", "--network", "none", "-t", "bb-stand-in:test", "-")
 
-	build := exec.Command("sh", "bitbucket/build.sh", "-t", "bb-runner:test", "bb-stand-in:test")
-	build.Env = append(os.Environ(), "DOCKER_HOST="+eng.Host)
-	if out, err := build.CombinedOutput(); err != nil {
+	buildSh := func(args ...string) ([]byte, error) {
+		cmd := exec.Command("sh", append([]string{"bitbucket/build.sh"}, args...)...)
+		cmd.Env = append(os.Environ(), "DOCKER_HOST="+eng.Host)
+		return cmd.CombinedOutput()
+	}
+	if out, err := buildSh("bb-stand-in:test", "-t", "bb-runner:test"); err == nil {
+		t.Errorf("build.sh with the tag after the image ran: %s", out)
+	}
+	if out, err := buildSh("-t", "bb-runner:test", "bb-stand-in:test"); err != nil {
 		t.Fatalf("build.sh: %v\n%s", err, out)
 	}
 

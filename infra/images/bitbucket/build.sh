@@ -1,21 +1,26 @@
 #!/bin/sh
 # Builds the Bitbucket runner image that reads its secret from a file:
-# FROM the runner image (Atlassian's unless given), whose own entrypoint and
-# command become the command secret-env.sh runs. Needs docker and jq.
+# FROM the runner image (the Dockerfile's RUNNER_IMAGE unless given), whose
+# own entrypoint and command become the command secret-env.sh runs. Needs
+# docker and jq.
 #
 #   build.sh [-t TAG] [RUNNER_IMAGE]
 set -eu
 
+usage="usage: build.sh [-t TAG] [RUNNER_IMAGE]"
+dir=$(dirname "$0")
 tag=bitbucket-runner:agentscaler
 if [ "${1:-}" = "-t" ]; then
-  tag=${2:?build.sh: -t needs a tag}
+  [ "$#" -ge 2 ] || { echo "build.sh: -t needs a tag; $usage" >&2; exit 2; }
+  tag=$2
   shift 2
 fi
-base=${1:-docker-public.packages.atlassian.com/sox/atlassian/bitbucket-pipelines-runner:1}
-dir=$(dirname "$0")
+[ "$#" -le 1 ] || { echo "build.sh: unexpected arguments: $*; $usage" >&2; exit 2; }
+base=${1:-$(sed -n 's/^ARG RUNNER_IMAGE=//p' "$dir/Dockerfile")}
 
 docker image inspect "$base" >/dev/null 2>&1 || docker pull "$base"
-cmd=$(docker image inspect -f '{{json .Config.Entrypoint}} {{json .Config.Cmd}}' "$base" | jq -cs '(.[0] // []) + (.[1] // [])')
+config=$(docker image inspect -f '{{json .Config.Entrypoint}} {{json .Config.Cmd}}' "$base")
+cmd=$(printf '%s' "$config" | jq -cs '(.[0] // []) + (.[1] // [])')
 if [ "$cmd" = "[]" ]; then
   echo "build.sh: $base has neither an ENTRYPOINT nor a CMD to run" >&2
   exit 1

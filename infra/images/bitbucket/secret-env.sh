@@ -9,8 +9,8 @@
 set -eu
 
 if [ -n "${OAUTH_CLIENT_SECRET_FILE:-}" ]; then
-  if [ ! -r "$OAUTH_CLIENT_SECRET_FILE" ]; then
-    echo "secret-env: OAUTH_CLIENT_SECRET_FILE names no readable file" >&2
+  if [ ! -r "$OAUTH_CLIENT_SECRET_FILE" ] || [ ! -s "$OAUTH_CLIENT_SECRET_FILE" ]; then
+    echo "secret-env: OAUTH_CLIENT_SECRET_FILE names no readable, non-empty file; check the pool's Docker token_file delivery" >&2
     exit 1
   fi
   OAUTH_CLIENT_SECRET=$(cat "$OAUTH_CLIENT_SECRET_FILE")
