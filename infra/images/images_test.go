@@ -394,10 +394,11 @@ type pipeline struct {
 	} `yaml:"stages"`
 }
 
-// The pipeline builds the Dockerfiles that exist (the agent images and the
-// GitHub runner image), with the versions they default to, logs in through a
-// service connection, on Linux with a registry layer cache and on Windows on
-// a Windows agent, and tags with the commit.
+// The pipeline builds the agent images and the GitHub runner image (the
+// Bitbucket one wraps Atlassian's, built by its owner), with the versions
+// they default to, logs in through a service connection, on Linux with a
+// registry layer cache and on Windows on a Windows agent, and tags with the
+// commit.
 func TestPipelineMatchesImages(t *testing.T) {
 	root := repoRoot(t)
 	data, err := os.ReadFile(filepath.Join(root, "infra/pipelines/agent-images.yml"))

@@ -5,9 +5,9 @@
 // also hands steps to runners: a step queued with runs-on labels goes to
 // an online, enabled, idle runner whose labels include them, as Bitbucket
 // does, and fails when no online runner carries them (Bitbucket queues a
-// step only while matching runners are busy). Bitbucket's runner protocol is private, so runners talk to the
-// emulator through calls of its own (/emu/runner/...), which
-// internal/demo/testagent's runner mode makes.
+// step only while matching runners are busy). Bitbucket's runner protocol
+// is private, so runners talk to the emulator through calls of its own
+// (/emu/runner/...), which internal/demo/testagent's runner mode makes.
 //
 // Every call answers on loopback; nothing here talks to Bitbucket.
 package bbemu
