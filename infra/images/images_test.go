@@ -423,7 +423,7 @@ func TestPipelineMatchesImages(t *testing.T) {
 			t.Errorf("the pipeline does not build infra/images/%s", f)
 		}
 	}
-	for _, want := range []string{"--cache-from", "--cache-to", "type=registry", "$(Build.SourceVersion)", "AGENT_VERSION=$(agentVersion)"} {
+	for _, want := range []string{"--cache-from", "--cache-to", "type=registry", "$(Build.SourceVersion)", "AGENT_VERSION=$(agentVersion)", "RUNNER_SHA256=$(runnerSha256)"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the pipeline has no %s", want)
 		}
