@@ -1,7 +1,7 @@
 // Package hookhttp is what every CI system's webhook handler does alike:
-// answer a hook with a short plain-text body while counting and logging
-// it, read a bounded body, and fall back to the wall clock and a discarding
-// logger.
+// take POST only, answer a hook with a short plain-text body while counting
+// and logging it, read a bounded body, and fall back to the wall clock and a
+// discarding logger.
 package hookhttp
 
 import (
@@ -25,6 +25,17 @@ func Reply(w http.ResponseWriter, log *slog.Logger, observe func(event, outcome 
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	fmt.Fprintln(w, msg)
+}
+
+// Post reports whether r is a POST, the only method a webhook takes. When
+// it is not, it has answered 405 with Allow (counted under event).
+func Post(w http.ResponseWriter, r *http.Request, log *slog.Logger, observe func(event, outcome string), event string) bool {
+	if r.Method == http.MethodPost {
+		return true
+	}
+	w.Header().Set("Allow", http.MethodPost)
+	Reply(w, log, observe, http.StatusMethodNotAllowed, event, "method_not_allowed", "only POST is accepted")
+	return false
 }
 
 // ReadBody reads r's body up to limit bytes. When it cannot, it has

@@ -353,9 +353,7 @@ func NewHookHandler(auth Authenticator, organization string, s Scaler, lag func(
 
 func (h *HookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	log := hookhttp.Logger(h.Logger)
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		hookhttp.Reply(w, log, h.Observe, http.StatusMethodNotAllowed, eventLabelOther, "method_not_allowed", "only POST is accepted")
+	if !hookhttp.Post(w, r, log, h.Observe, eventLabelOther) {
 		return
 	}
 	if h.Auth == nil || !h.Auth(r) {

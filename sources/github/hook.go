@@ -183,9 +183,7 @@ func NewHookHandler(secret []byte, org string, jobs *Jobs, s Scaler, lag func(ti
 
 func (h *HookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	log := hookhttp.Logger(h.Logger)
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		hookhttp.Reply(w, log, h.Observe, http.StatusMethodNotAllowed, eventLabelOther, "method_not_allowed", "only POST is accepted")
+	if !hookhttp.Post(w, r, log, h.Observe, eventLabelOther) {
 		return
 	}
 	body, ok := hookhttp.ReadBody(w, r, maxHookBody, log, h.Observe, eventLabelOther)
