@@ -69,49 +69,43 @@ func TestBitbucketRunnerImage(t *testing.T) {
 		t.Skip("builds images on a Docker engine")
 	}
 	docker := tool(t, "docker", "docker.io")
+	sh := tool(t, "sh", "dash")
 	tool(t, "jq", "jq")
 	tarball := debiantest.Tarball(t)
-	eng := dockertest.Start(t)
-	run := func(stdin string, args ...string) string {
+	t.Setenv("DOCKER_HOST", dockertest.Start(t).Host) // for docker and build.sh alike
+	must := func(out string, err error) string {
 		t.Helper()
-		cmd := exec.Command(docker, args...)
-		cmd.Env = append(os.Environ(), "DOCKER_HOST="+eng.Host)
-		cmd.Stdin = strings.NewReader(stdin)
-		out, err := cmd.CombinedOutput()
 		if err != nil {
-			t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
+			t.Fatalf("%v\n%s", err, out)
 		}
-		return string(out)
+		return out
 	}
-	run("", "import", tarball, "bb-stand-in-base:test")
-	run(`FROM bb-stand-in-base:test
+	must(run(t, ".", docker, "import", tarball, "bb-stand-in-base:test"))
+	standIn := t.TempDir()
+	if err := os.WriteFile(filepath.Join(standIn, "Dockerfile"), []byte(`FROM bb-stand-in-base:test
 ENTRYPOINT ["/bin/sh", "-c"]
 CMD ["echo \"runner read ${OAUTH_CLIENT_SECRET:-nothing}, file ${OAUTH_CLIENT_SECRET_FILE:-unset}\""]
-`, "build", "--network", "none", "-t", "bb-stand-in:test", "-")
-
-	buildSh := func(args ...string) ([]byte, error) {
-		cmd := exec.Command("sh", append([]string{"bitbucket/build.sh"}, args...)...)
-		cmd.Env = append(os.Environ(), "DOCKER_HOST="+eng.Host)
-		return cmd.CombinedOutput()
+`), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	if out, err := buildSh("bb-stand-in:test", "-t", "bb-runner:test"); err == nil {
+	must(run(t, ".", docker, "build", "--network", "none", "-t", "bb-stand-in:test", standIn))
+
+	if out, err := run(t, ".", sh, "bitbucket/build.sh", "bb-stand-in:test", "-t", "bb-runner:test"); err == nil {
 		t.Errorf("build.sh with the tag after the image ran: %s", out)
 	}
-	if out, err := buildSh("-t", "bb-runner:test", "bb-stand-in:test"); err != nil {
-		t.Fatalf("build.sh: %v\n%s", err, out)
-	}
+	must(run(t, ".", sh, "bitbucket/build.sh", "-t", "bb-runner:test", "bb-stand-in:test"))
 
 	secrets := t.TempDir()
 	if err := os.WriteFile(filepath.Join(secrets, "OAUTH_CLIENT_SECRET"), []byte(bbSecret), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out := run("", "run", "--name", "bb-runner-test", "--network", "none", "-v", secrets+":/run/agentscaler:ro",
-		"-e", "OAUTH_CLIENT_SECRET_FILE=/run/agentscaler/OAUTH_CLIENT_SECRET", "bb-runner:test")
+	out := must(run(t, ".", docker, "run", "--name", "bb-runner-test", "--network", "none", "-v", secrets+":/run/agentscaler:ro",
+		"-e", "OAUTH_CLIENT_SECRET_FILE=/run/agentscaler/OAUTH_CLIENT_SECRET", "bb-runner:test"))
 	if want := "runner read " + bbSecret + ", file unset"; strings.TrimSpace(out) != want {
 		t.Errorf("the runner printed %q, want %q", strings.TrimSpace(out), want)
 	}
-	if inspect := run("", "inspect", "bb-runner-test"); strings.Contains(inspect, bbSecret) {
+	if inspect := must(run(t, ".", docker, "inspect", "bb-runner-test")); strings.Contains(inspect, bbSecret) {
 		t.Error("docker inspect shows the secret")
 	}
-	run("", "rm", "bb-runner-test")
+	must(run(t, ".", docker, "rm", "bb-runner-test"))
 }
