@@ -153,6 +153,10 @@ func (c *Config) validate(getenv func(string) string) []Problem {
 	return v.problems
 }
 
+// instanceName splits a name like an instance's, <pool>-<letter><digits>,
+// into its pool.
+var instanceName = regexp.MustCompile(`^(.+)-[a-z][0-9]+$`)
+
 // tokenSecretNames refuses a token Secret named like an instance of a
 // kubernetes pool in its namespace: the provider writes each instance's
 // own Secret under the instance's name, and would overwrite the token.
@@ -161,9 +165,12 @@ func (v *validator) tokenSecretNames(pools []Pool) {
 		if p.Provider != "kubernetes" || p.Kubernetes == nil || p.Kubernetes.TokenSecret == "" {
 			continue
 		}
+		m := instanceName.FindStringSubmatch(p.Kubernetes.TokenSecret)
+		if m == nil {
+			continue
+		}
 		for _, q := range pools {
-			if q.Provider == "kubernetes" && q.Kubernetes != nil && q.Kubernetes.Namespace == p.Kubernetes.Namespace &&
-				regexp.MustCompile(`^`+regexp.QuoteMeta(q.Name)+`-[a-z][0-9]+$`).MatchString(p.Kubernetes.TokenSecret) {
+			if q.Name == m[1] && q.Provider == "kubernetes" && q.Kubernetes != nil && q.Kubernetes.Namespace == p.Kubernetes.Namespace {
 				v.add(fmt.Sprintf("pools[%d].kubernetes.token_secret", i), "%q is named like an agent of pool %s in namespace %s, whose Secrets the provider writes; rename the Secret",
 					p.Kubernetes.TokenSecret, q.Name, q.Kubernetes.Namespace)
 			}

@@ -15,7 +15,6 @@ package bbemu
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -133,9 +132,14 @@ func (e *Emulator) QueueStep(labels []string, runs time.Duration) string {
 	e.expireLocked()
 	now := e.now()
 	s := &Step{UUID: newUUID(), Labels: slices.Clone(labels), Runs: runs, Queued: now}
-	if !slices.ContainsFunc(slices.Collect(maps.Values(e.runners)), func(r *runner) bool {
-		return e.status(r) == "ONLINE" && subset(labels, r.Labels)
-	}) {
+	online := false
+	for _, r := range e.runners {
+		if e.status(r) == "ONLINE" && subset(labels, r.Labels) {
+			online = true
+			break
+		}
+	}
+	if !online {
 		s.Failed, s.Done = true, now
 	}
 	e.steps = append(e.steps, s)
