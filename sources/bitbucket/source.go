@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/agentscaler/agentscaler/ci"
+	"github.com/agentscaler/agentscaler/internal/hookhttp"
 )
 
 // DefaultLabels are the labels every self-hosted Linux Docker runner carries.
@@ -132,11 +133,7 @@ var ErrRegistered = errors.New("bitbucket: a runner of that name is registered a
 
 // settling reports a runner registered within Grace that is not online yet.
 func (s *Source) settling(r Runner) bool {
-	now := time.Now
-	if s.Now != nil {
-		now = s.Now
-	}
-	return r.State.Status != StatusOnline && now().Sub(r.CreatedOn) < s.Grace
+	return r.State.Status != StatusOnline && hookhttp.Now(s.Now).Sub(r.CreatedOn) < s.Grace
 }
 
 // Register creates the runner for a new instance named name, after

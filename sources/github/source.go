@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/agentscaler/agentscaler/ci"
+	"github.com/agentscaler/agentscaler/internal/hookhttp"
 )
 
 // Naming is GitHub's: runners are named for jobs, <pool>-j<job id>.
@@ -54,10 +55,7 @@ func (p *Source) Agents(ctx context.Context) ([]ci.Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
-	if p.Now != nil {
-		now = p.Now()
-	}
+	now := hookhttp.Now(p.Now)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	seen := make(map[string]time.Time, len(p.offline))
